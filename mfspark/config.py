@@ -1,0 +1,170 @@
+"""Typed, validated settings: the ALS parameters, the input description and the job.
+
+Settings live in TOML files (``conf/*.toml``, read with :mod:`tomllib`) with three tables,
+``[input]``, ``[als]`` and ``[output]``, whose keys are the field names below; command-line
+flags override single fields.  Every dataclass is frozen and validated on construction, and
+a bad value raises :class:`ConfigError` naming the field and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfspark.solve import REG_SCALES
+
+FORMATS = ("auto", "parquet", "csv", "ml-100k", "ml-dat", "ml-csv")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or out of range."""
+
+
+def _require(ok: bool, name: str, value: Any, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    """What the model is and how it is fitted."""
+
+    rank: int = 10
+    """Number of latent factors K (0 fits the biases-only baseline)."""
+    reg: float = 0.1
+    """Regularization lambda (> 0)."""
+    reg_scale: str = "count"
+    """``none``: lambda on every parameter (MODEL.md as written); ``count``: lambda times the
+    row's rating count (ALS-WR, Spark MLlib's regParam)."""
+    iterations: int = 10
+    """Number of full iterations (a user half-step then an item half-step)."""
+    seed: int = 0
+    """Seed of the initial item factors."""
+    num_user_blocks: int | None = None
+    """Blocks of users (one grouped-UDF group each); None: twice the default parallelism."""
+    num_item_blocks: int | None = None
+    """Blocks of items; None: as for users."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
+                 "an integer >= 0")
+        _require(isinstance(self.reg, (int, float)) and math.isfinite(self.reg) and self.reg > 0,
+                 "als.reg", self.reg, "a finite number > 0")
+        _require(self.reg_scale in REG_SCALES, "als.reg_scale", self.reg_scale,
+                 f"one of {REG_SCALES}")
+        _require(isinstance(self.iterations, int) and self.iterations >= 1, "als.iterations",
+                 self.iterations, "an integer >= 1")
+        _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
+        for name in ("num_user_blocks", "num_item_blocks"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",
+                     value, "an integer >= 1 or unset")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where the ratings are and how to read them."""
+
+    path: str | None = None
+    """File or directory of ratings; None: the sample shipped inside pyspark."""
+    format: str = "auto"
+    """One of FORMATS; ``auto`` detects it from the name and the first line."""
+    delimiter: str | None = None
+    """CSV field delimiter; None: detected."""
+    header: bool | None = None
+    """Whether the CSV's first line names the columns; None: detected."""
+    user_col: str = "user"
+    """Column of user IDs (integers, longs or strings)."""
+    item_col: str = "item"
+    """Column of item IDs."""
+    rating_col: str = "rating"
+    """Column of ratings (numbers)."""
+    timestamp_col: str = "timestamp"
+    """Optional column of timestamps (kept when present)."""
+
+    def __post_init__(self) -> None:
+        _require(self.format in FORMATS, "input.format", self.format, f"one of {FORMATS}")
+        names = [self.user_col, self.item_col, self.rating_col, self.timestamp_col]
+        _require(all(isinstance(n, str) and n for n in names), "input column names", names,
+                 "non-empty strings")
+        _require(len(set(names)) == 4, "input column names", names, "four distinct names")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything ``jobs/train.py`` needs."""
+
+    input: InputSpec = field(default_factory=InputSpec)
+    als: ALSParams = field(default_factory=ALSParams)
+    out: str = "output"
+    """Output directory: ``iterations/`` (per half-step factors) and ``model/``."""
+    test_fraction: float = 0.1
+    """Fraction of ratings held out for the test RMSE (0 for none)."""
+    split_seed: int = 0
+    """Seed of the train/test split."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.test_fraction, (int, float)) and 0 <= self.test_fraction < 1,
+                 "output.test_fraction", self.test_fraction, "a number in [0, 1)")
+        _require(isinstance(self.out, str) and bool(self.out), "output.out", self.out,
+                 "a non-empty path")
+
+
+_TABLES = {"input": InputSpec, "als": ALSParams, "output": JobConfig}
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - {"input", "als"}
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> JobConfig:
+    """Build a JobConfig from ``{"input": {...}, "als": {...}, "output": {...}}``."""
+    unknown = set(data) - set(_TABLES)
+    if unknown:
+        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; "
+                          f"expected some of {sorted(_TABLES)}")
+    for table, cls in _TABLES.items():
+        extra = set(data.get(table, {})) - _fields(cls)
+        if extra:
+            raise ConfigError(f"{source}: unknown key(s) {sorted(extra)} in [{table}]; "
+                              f"known keys: {sorted(_fields(cls))}")
+    return JobConfig(input=InputSpec(**data.get("input", {})),
+                     als=ALSParams(**data.get("als", {})), **data.get("output", {}))
+
+
+def load(path: str | Path) -> JobConfig:
+    """Read a TOML settings file (missing keys take the defaults above)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    return from_dict(data, source=str(path))
+
+
+def override(config: JobConfig, **values: Any) -> JobConfig:
+    """Return ``config`` with every non-None value replaced, wherever its field lives."""
+    values = {k: v for k, v in values.items() if v is not None}
+    parts: dict[str, dict[str, Any]] = {"input": {}, "als": {}, "output": {}}
+    for key, value in values.items():
+        table = next((t for t, cls in _TABLES.items() if key in _fields(cls)), None)
+        if table is None:
+            raise ConfigError(f"unknown setting {key!r}")
+        parts[table][key] = value
+    return dataclasses.replace(
+        config, input=dataclasses.replace(config.input, **parts["input"]),
+        als=dataclasses.replace(config.als, **parts["als"]), **parts["output"])
+
+
+def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
+    """The TOML-shaped view of a config (None values left out, as TOML has no null)."""
+    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "als")}
+    return {"input": {k: v for k, v in dataclasses.asdict(config.input).items() if v is not None},
+            "als": {k: v for k, v in dataclasses.asdict(config.als).items() if v is not None},
+            "output": out}

@@ -1,0 +1,81 @@
+"""The Spark side of one ALS half-step.
+
+The ratings are kept twice, each copy range-partitioned by *block* (``row % num_blocks``) of
+one side and persisted: ``ratings_by_user`` (rows = users, cols = items) and
+``ratings_by_item`` (rows = items, cols = users).  A half-step broadcasts the fixed side's
+factors and biases, runs one grouped pandas UDF per block (``groupBy("block")`` on a
+DataFrame already partitioned by ``block``, so no shuffle) that calls
+:func:`mfspark.solve.solve_block`, and writes the new factors to Parquet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from mfspark.solve import SolveError, solve_block
+
+#: What a half-step writes for each solved row.
+SOLUTION_SCHEMA = "idx int, bias double, features array<double>, sse double, n long"
+
+_ROLES = {"user": ("user_idx", "item_idx"), "item": ("item_idx", "user_idx")}
+
+
+@dataclass
+class Side:
+    """One side's current state on the driver, indexed by dense index.
+
+    ``factors`` (n, K) and ``bias`` (n,) are float64; ``counts`` (n,) holds each row's
+    number of training ratings (a row with none keeps zero factors and bias).
+    """
+
+    factors: np.ndarray
+    bias: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def zeros(cls, counts: np.ndarray, rank: int) -> "Side":
+        return cls(np.zeros((len(counts), rank)), np.zeros(len(counts)), counts)
+
+
+def partition_ratings(indexed: DataFrame, side: str, num_blocks: int) -> DataFrame:
+    """One persisted copy of the ratings, with ``row`` = ``side``'s index, partitioned by
+    block; columns ``block``, ``row``, ``col`` (int32) and ``rating`` (double)."""
+    row, col = _ROLES[side]
+    blocks = (indexed
+              .select((F.col(row) % num_blocks).cast("int").alias("block"),
+                      F.col(row).cast("int").alias("row"), F.col(col).cast("int").alias("col"),
+                      F.col("rating").cast("double").alias("rating"))
+              .repartitionByRange(num_blocks, "block")
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    blocks.count()  # materialize once; every half-step reuses it
+    return blocks
+
+
+def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
+              reg_scale: str, side: str, path: str) -> None:
+    """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
+    the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``."""
+    sc = ratings_by_block.sparkSession.sparkContext
+    fixed_state = sc.broadcast((fixed.factors, fixed.bias))
+
+    def solve(block: pd.DataFrame) -> pd.DataFrame:
+        factors, bias = fixed_state.value
+        try:
+            sol = solve_block(block["row"].to_numpy(), block["col"].to_numpy(),
+                              block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale)
+        except SolveError as err:
+            raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
+        return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,
+                             "features": list(sol.factors), "sse": sol.sse, "n": sol.counts})
+
+    try:
+        (ratings_by_block.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA)
+         .write.mode("overwrite").parquet(path))
+    finally:
+        fixed_state.destroy()

@@ -1,0 +1,60 @@
+"""File-system operations through Hadoop's FileSystem API, so local paths, HDFS and object
+stores behave the same on the driver of a cluster job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+def _fs_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hpath
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    """Whether a file or directory exists at ``path``."""
+    fs, p = _fs_path(spark, path)
+    return bool(fs.exists(p))
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    """Remove ``path`` recursively (nothing happens if it does not exist)."""
+    fs, p = _fs_path(spark, path)
+    fs.delete(p, True)
+
+
+def rename(spark: SparkSession, src: str, dst: str) -> None:
+    """Move ``src`` to ``dst`` (an atomic rename on HDFS and local disks)."""
+    fs, p = _fs_path(spark, src)
+    _, q = _fs_path(spark, dst)
+    parent = q.getParent()
+    if parent is not None:
+        fs.mkdirs(parent)
+    if not fs.rename(p, q):
+        raise OSError(f"could not rename {src} to {dst}")
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path``, replacing any file there."""
+    fs, p = _fs_path(spark, path)
+    out = fs.create(p, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    """The whole UTF-8 text of the file at ``path``."""
+    rows = spark.read.text(path, wholetext=True).collect()
+    return rows[0][0] if rows else ""
+
+
+def qualify(spark: SparkSession, path: str) -> str:
+    """``path`` made absolute with its scheme (``file:/...``, ``hdfs://...``), so that later
+    reads do not depend on the working directory."""
+    fs, p = _fs_path(spark, path)
+    return str(fs.makeQualified(p).toString())

@@ -1,0 +1,72 @@
+"""The saved model: ``user_factors/`` and ``item_factors/`` (Parquet: ``id``, ``bias``,
+``features``) and ``metadata.json``, committed atomically.
+
+A model is first written to a hidden sibling directory and renamed into place only when
+every part is complete; ``_COMPLETE`` is written last inside it.  A directory without that
+marker is never loaded, and an existing model is replaced only when asked to.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from mfspark.io import fs
+
+MARKER = "_COMPLETE"
+
+
+class ModelExistsError(FileExistsError):
+    """The output model directory exists and overwriting was not requested."""
+
+
+class IncompleteModelError(FileNotFoundError):
+    """A directory is not a complete mfspark model."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A model as stored: factor DataFrames keyed by original ID, and its metadata."""
+
+    user_factors: DataFrame
+    item_factors: DataFrame
+    metadata: dict[str, Any]
+
+
+def check_writable(spark: SparkSession, model_dir: str, overwrite: bool) -> None:
+    """Fail before any work if ``model_dir`` exists and ``overwrite`` is false."""
+    if fs.exists(spark, model_dir) and not overwrite:
+        raise ModelExistsError(f"{model_dir} already exists; pass --overwrite to replace it")
+
+
+def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
+                item_factors: DataFrame, metadata: dict[str, Any], overwrite: bool) -> None:
+    """Write and commit a model at ``model_dir``."""
+    check_writable(spark, model_dir, overwrite)
+    parent, name = model_dir.rstrip("/").rsplit("/", 1) if "/" in model_dir else (".", model_dir)
+    staging = f"{parent}/.{name}.incomplete-{uuid.uuid4().hex[:12]}"
+    try:
+        user_factors.write.parquet(f"{staging}/user_factors")
+        item_factors.write.parquet(f"{staging}/item_factors")
+        fs.write_text(spark, f"{staging}/metadata.json", json.dumps(metadata, indent=2))
+        fs.write_text(spark, f"{staging}/{MARKER}", "")
+        if fs.exists(spark, model_dir):
+            fs.delete(spark, model_dir)
+        fs.rename(spark, staging, model_dir)
+    finally:
+        fs.delete(spark, staging)
+
+
+def read_model(spark: SparkSession, model_dir: str) -> SavedModel:
+    """Load a committed model; refuses a directory that lacks the completion marker."""
+    if not fs.exists(spark, f"{model_dir}/{MARKER}"):
+        raise IncompleteModelError(f"{model_dir} is not a complete mfspark model "
+                                   f"(no {MARKER} marker)")
+    metadata = json.loads(fs.read_text(spark, f"{model_dir}/metadata.json"))
+    return SavedModel(user_factors=spark.read.parquet(f"{model_dir}/user_factors"),
+                      item_factors=spark.read.parquet(f"{model_dir}/item_factors"),
+                      metadata=metadata)

@@ -1,0 +1,82 @@
+"""Pure-NumPy reference ALS: the updates of MODEL.md written as plainly as possible.
+
+This is the oracle the tests hold the distributed job to.  It shares no code with the
+block solver (:mod:`mfspark.solve`): one Python loop over users and one over items, each
+row's system built with ``X.T @ X`` and solved with ``numpy.linalg.solve``.  It is meant
+for small in-memory data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ReferenceModel:
+    """State of the reference ALS: factors, biases, mean and the objective per iteration."""
+
+    mu: float
+    user_factors: np.ndarray
+    user_bias: np.ndarray
+    item_factors: np.ndarray
+    item_bias: np.ndarray
+    objectives: list[float] = field(default_factory=list)
+
+
+def _lams(n_rated: np.ndarray, lam: float, reg_scale: str) -> np.ndarray:
+    return lam * n_rated.astype(float) if reg_scale == "count" else np.full(len(n_rated), lam)
+
+
+def objective(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+              model: ReferenceModel, lam: float, reg_scale: str) -> float:
+    """The exact J of MODEL.md (squared error plus the, possibly count-weighted, penalty)."""
+    pred = (np.sum(model.user_factors[users] * model.item_factors[items], axis=1)
+            + model.user_bias[users] + model.item_bias[items] + model.mu)
+    n_u = np.bincount(users, minlength=len(model.user_bias))
+    n_i = np.bincount(items, minlength=len(model.item_bias))
+    pen_u = _lams(n_u, lam, reg_scale) @ (np.sum(model.user_factors ** 2, axis=1)
+                                          + model.user_bias ** 2)
+    pen_i = _lams(n_i, lam, reg_scale) @ (np.sum(model.item_factors ** 2, axis=1)
+                                          + model.item_bias ** 2)
+    return float(np.sum((ratings - pred) ** 2) + pen_u + pen_i)
+
+
+def _half_step(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray, n_rows: int,
+               fixed: np.ndarray, fixed_bias: np.ndarray, mu: float, lam: float,
+               reg_scale: str) -> tuple[np.ndarray, np.ndarray]:
+    k = fixed.shape[1]
+    factors, bias = np.zeros((n_rows, k)), np.zeros(n_rows)
+    for r in range(n_rows):
+        sel = rows == r
+        if not sel.any():
+            continue  # no ratings: keeps u = 0, b = 0
+        X = np.hstack([fixed[cols[sel]], np.ones((sel.sum(), 1))])
+        y = ratings[sel] - fixed_bias[cols[sel]] - mu
+        lam_r = lam * sel.sum() if reg_scale == "count" else lam
+        w = np.linalg.solve(X.T @ X + lam_r * np.eye(k + 1), X.T @ y)
+        factors[r], bias[r] = w[:k], w[k]
+    return factors, bias
+
+
+def als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+        n_items: int, item_factors: np.ndarray, lam: float, reg_scale: str,
+        iterations: int) -> ReferenceModel:
+    """Run ``iterations`` full ALS iterations (users first, then items) from the given
+    initial item factors and zero biases; records J after every iteration."""
+    ratings = np.asarray(ratings, dtype=np.float64)
+    k = item_factors.shape[1]
+    model = ReferenceModel(mu=float(ratings.mean()), user_factors=np.zeros((n_users, k)),
+                           user_bias=np.zeros(n_users),
+                           item_factors=np.array(item_factors, dtype=np.float64),
+                           item_bias=np.zeros(n_items))
+    for _ in range(iterations):
+        model.user_factors, model.user_bias = _half_step(
+            users, items, ratings, n_users, model.item_factors, model.item_bias,
+            model.mu, lam, reg_scale)
+        model.item_factors, model.item_bias = _half_step(
+            items, users, ratings, n_items, model.user_factors, model.user_bias,
+            model.mu, lam, reg_scale)
+        model.objectives.append(objective(users, items, ratings, model, lam, reg_scale))
+    return model

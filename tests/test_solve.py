@@ -1,0 +1,107 @@
+"""The block solver against NumPy's least squares, without Spark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfspark.solve import (SolveError, cholesky_solve, init_factors, normal_equations,
+                           penalty, solve_block)
+
+
+def lstsq_row(X_fixed, bias_fixed, cols, y, mu, lam_row):
+    """Row solution as the ordinary least-squares problem with ridge rows appended:
+    min ||[X; sqrt(lam) I] w - [y - c - mu; 0]||^2."""
+    X = np.hstack([X_fixed[cols], np.ones((len(cols), 1))])
+    k1 = X.shape[1]
+    A = np.vstack([X, np.sqrt(lam_row) * np.eye(k1)])
+    b = np.concatenate([y - bias_fixed[cols] - mu, np.zeros(k1)])
+    return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+@pytest.mark.parametrize("reg_scale", ["none", "count"])
+@pytest.mark.parametrize("rank", [0, 1, 4, 12])
+def test_solve_block_equals_lstsq(reg_scale, rank):
+    rng = np.random.default_rng(rank)
+    n_fixed, n_ratings = 30, 400
+    fixed = rng.standard_normal((n_fixed, rank))
+    fixed_bias = rng.standard_normal(n_fixed)
+    rows = rng.integers(100, 140, n_ratings)  # sparse row ids, some rows absent
+    cols = rng.integers(0, n_fixed, n_ratings)
+    ratings = rng.uniform(1, 5, n_ratings)
+    lam, mu = 0.7, 3.1
+    sol = solve_block(rows, cols, ratings, fixed, fixed_bias, mu, lam, reg_scale)
+    assert list(sol.rows) == sorted(set(rows))
+    for k, r in enumerate(sol.rows):
+        sel = rows == r
+        lam_row = lam * sel.sum() if reg_scale == "count" else lam
+        expected = lstsq_row(fixed, fixed_bias, cols[sel], ratings[sel], mu, lam_row)
+        np.testing.assert_allclose(sol.factors[k], expected[:rank], rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(sol.bias[k], expected[rank], rtol=1e-9, atol=1e-11)
+        resid = ratings[sel] - (fixed[cols[sel]] @ expected[:rank] + expected[rank]
+                                + fixed_bias[cols[sel]] + mu)
+        np.testing.assert_allclose(sol.sse[k], resid @ resid, rtol=1e-9)
+        assert sol.counts[k] == sel.sum()
+
+
+def test_hand_checkable_example():
+    # one user, rank 1, items v = [1, 2], c = 0, mu = 0, ratings [1, 2], lambda = 1 (none):
+    # X = [[1, 1], [2, 1]]; X^T X + I = [[6, 3], [3, 3]]; X^T y = [5, 3] -> w = [2/3, 1/3]
+    sol = solve_block(np.array([0, 0]), np.array([0, 1]), np.array([1.0, 2.0]),
+                      np.array([[1.0], [2.0]]), np.zeros(2), 0.0, 1.0, "none")
+    np.testing.assert_allclose(sol.factors[0], [2 / 3], rtol=1e-12)
+    np.testing.assert_allclose(sol.bias[0], 1 / 3, rtol=1e-12)
+    # residuals: 1 - 1 = 0, 2 - 5/3 = 1/3
+    np.testing.assert_allclose(sol.sse[0], 1 / 9, rtol=1e-12)
+
+
+def test_cholesky_solve_matches_numpy():
+    rng = np.random.default_rng(1)
+    M = rng.standard_normal((50, 7, 7))
+    A = M @ M.transpose(0, 2, 1) + 0.1 * np.eye(7)
+    b = rng.standard_normal((50, 7))
+    np.testing.assert_allclose(cholesky_solve(A, b), np.linalg.solve(A, b[..., None])[..., 0],
+                               rtol=1e-8, atol=1e-10)
+
+
+def test_not_positive_definite_is_a_named_error():
+    A = np.zeros((1, 2, 2))
+    with pytest.raises(SolveError, match="not positive definite"):
+        cholesky_solve(A, np.ones((1, 2)))
+
+
+def test_long_rows_are_chunked_exactly():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((1000, 5))
+    y = rng.standard_normal(1000)
+    start, counts = np.array([0, 10, 700]), np.array([10, 690, 300])
+    gram, rhs = normal_equations(X, y, start, counts, max_gather=64)  # forces the slow path
+    for r in range(3):
+        sl = slice(start[r], start[r] + counts[r])
+        np.testing.assert_allclose(gram[r], X[sl].T @ X[sl], rtol=1e-12)
+        np.testing.assert_allclose(rhs[r], X[sl].T @ y[sl], rtol=1e-12)
+
+
+def test_result_does_not_depend_on_block_composition():
+    rng = np.random.default_rng(3)
+    fixed, fb = rng.standard_normal((20, 6)), rng.standard_normal(20)
+    rows, cols = rng.integers(0, 10, 300), rng.integers(0, 20, 300)
+    ratings = rng.uniform(1, 5, 300)
+    whole = solve_block(rows, cols, ratings, fixed, fb, 3.0, 0.5, "count")
+    sel = rows < 5
+    perm = rng.permutation(sel.sum())
+    part = solve_block(rows[sel][perm], cols[sel][perm], ratings[sel][perm], fixed, fb, 3.0,
+                       0.5, "count")
+    assert np.array_equal(part.factors, whole.factors[:len(part.rows)])  # bit-identical
+    assert np.array_equal(part.bias, whole.bias[:len(part.rows)])
+
+
+def test_init_factors_are_seeded():
+    a, b = init_factors(5, 3, seed=7), init_factors(5, 3, seed=7)
+    assert np.array_equal(a, b) and not np.array_equal(a, init_factors(5, 3, seed=8))
+
+
+def test_penalty_weights_by_count():
+    f, b, n = np.array([[1.0, 2.0]]), np.array([3.0]), np.array([4])
+    assert penalty(f, b, n, 0.5, "none") == pytest.approx(0.5 * 14)
+    assert penalty(f, b, n, 0.5, "count") == pytest.approx(0.5 * 4 * 14)
