@@ -1,7 +1,7 @@
 """The Spark side of one ALS half-step.
 
-The ratings are kept twice, each copy range-partitioned by *block* (``row % num_blocks``) of
-one side and persisted: ``ratings_by_user`` (rows = users, cols = items) and
+The ratings are kept twice, each copy hash-partitioned by *block* (``row % num_blocks``) of
+one side, one block per partition, and persisted: ``ratings_by_user`` (rows = users, cols = items) and
 ``ratings_by_item`` (rows = items, cols = users).  A half-step broadcasts the fixed side's
 factors and biases, runs one grouped pandas UDF per block (``groupBy("block")`` on a
 DataFrame already partitioned by ``block``, so no shuffle) that calls
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mfspark.solve import SolveError, solve_block
@@ -43,15 +43,32 @@ class Side:
         return cls(np.zeros((len(counts), rank)), np.zeros(len(counts)), counts)
 
 
+def block_labels(spark: SparkSession, num_blocks: int) -> list[int]:
+    """Labels for blocks ``0..num_blocks-1`` that Spark's hash partitioner sends to distinct
+    partitions: ``pmod(hash(label), num_blocks)`` is a bijection, so every partition holds
+    exactly one block (plain ``0..n-1`` labels collide and leave cores idle)."""
+    found = (spark.range(0, 64 * num_blocks)
+             .select(F.col("id").cast("int").alias("label"),
+                     F.pmod(F.hash(F.col("id").cast("int")), F.lit(num_blocks)).alias("part"))
+             .groupBy("part").agg(F.min("label").alias("label")).collect())
+    labels = {r["part"]: r["label"] for r in found}
+    if len(labels) < num_blocks:  # astronomically unlikely with 64 candidates per partition
+        raise RuntimeError(f"no hash-distinct labels found for {num_blocks} blocks")
+    return [labels[p] for p in range(num_blocks)]
+
+
 def partition_ratings(indexed: DataFrame, side: str, num_blocks: int) -> DataFrame:
     """One persisted copy of the ratings, with ``row`` = ``side``'s index, partitioned by
-    block; columns ``block``, ``row``, ``col`` (int32) and ``rating`` (double)."""
+    block (row ``r`` is in block ``r % num_blocks``, one block per partition); columns
+    ``block``, ``row``, ``col`` (int32) and ``rating`` (double)."""
     row, col = _ROLES[side]
+    labels = F.array(*[F.lit(x) for x in block_labels(indexed.sparkSession, num_blocks)])
     blocks = (indexed
-              .select((F.col(row) % num_blocks).cast("int").alias("block"),
+              .select(F.element_at(labels, (F.col(row) % num_blocks).cast("int") + 1)
+                      .alias("block"),
                       F.col(row).cast("int").alias("row"), F.col(col).cast("int").alias("col"),
                       F.col("rating").cast("double").alias("rating"))
-              .repartitionByRange(num_blocks, "block")
+              .repartition(num_blocks, "block")
               .persist(StorageLevel.MEMORY_AND_DISK))
     blocks.count()  # materialize once; every half-step reuses it
     return blocks

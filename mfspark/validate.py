@@ -39,7 +39,7 @@ def _is_text(df: DataFrame, column: str) -> bool:
 def _problems(df: DataFrame) -> dict[str, Column]:
     """Each problem's name and the condition that flags a row with it."""
     rating = F.col("rating")
-    as_double = rating.cast("double")
+    as_double = rating.try_cast("double")  # ANSI mode: a plain cast would throw
     checks = {
         "null user ID": F.col("user").isNull(),
         "null item ID": F.col("item").isNull(),

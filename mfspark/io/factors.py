@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from mfspark.halfstep import Side
+from mfspark.halfstep import SOLUTION_SCHEMA, Side
 
 
 class NonFiniteFactorsError(FloatingPointError):
@@ -36,7 +36,8 @@ def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
 
     Raises :class:`NonFiniteFactorsError` naming ``what`` if any value is NaN or infinite.
     """
-    table = spark.read.parquet(path).select("idx", "bias", "features", "sse").toArrow()
+    table = (spark.read.schema(SOLUTION_SCHEMA).parquet(path)
+             .select("idx", "bias", "features", "sse").toArrow())
     idx = table.column("idx").to_numpy()
     side = Side.zeros(counts, rank)
     features = pa.chunked_array(table.column("features")).combine_chunks()

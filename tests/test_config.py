@@ -1,0 +1,55 @@
+"""Settings: TOML loading, validation messages, flag overrides, the shipped files."""
+
+from __future__ import annotations
+
+import pytest
+
+from mfspark import config as cfg
+
+from conftest import ROOT
+
+
+def test_defaults_file_equals_builtin_defaults():
+    assert cfg.load(ROOT / "conf" / "default.toml") == cfg.JobConfig()
+
+
+def test_every_shipped_config_loads():
+    files = sorted((ROOT / "conf").glob("*.toml"))
+    assert files
+    for path in files:
+        assert isinstance(cfg.load(path), cfg.JobConfig)
+
+
+@pytest.mark.parametrize("table,key,value,message", [
+    ("als", "rank", -1, "als.rank must be an integer >= 0, got -1"),
+    ("als", "reg", 0.0, "als.reg must be a finite number > 0, got 0.0"),
+    ("als", "reg_scale", "ridge", "als.reg_scale must be one of"),
+    ("als", "iterations", 0, "als.iterations must be an integer >= 1, got 0"),
+    ("input", "format", "xls", "input.format must be one of"),
+    ("output", "test_fraction", 1.5, "output.test_fraction must be a number in [0, 1), got 1.5"),
+])
+def test_bad_values_name_field_and_value(table, key, value, message):
+    with pytest.raises(cfg.ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        cfg.from_dict({table: {key: value}})
+
+
+def test_unknown_keys_are_refused(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[als]\nrank = 5\nlambda = 0.1\n")
+    with pytest.raises(cfg.ConfigError, match=r"unknown key\(s\) \['lambda'\] in \[als\]"):
+        cfg.load(path)
+    with pytest.raises(cfg.ConfigError, match="unknown table"):
+        cfg.from_dict({"model": {}})
+
+
+def test_flags_override_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[als]\nrank = 5\nreg = 2.0\n[input]\npath = "x.csv"\n')
+    c = cfg.override(cfg.load(path), rank=7, out="o", path=None)
+    assert (c.als.rank, c.als.reg, c.out, c.input.path) == (7, 2.0, "o", "x.csv")
+
+
+def test_round_trip_through_dict():
+    c = cfg.override(cfg.JobConfig(), rank=3, delimiter=";", test_fraction=0.2)
+    assert cfg.from_dict(cfg.to_dict(c)) == c

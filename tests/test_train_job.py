@@ -1,0 +1,107 @@
+"""The training job end to end: real data, the saved layout, the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mfspark import config as cfg
+from mfspark.io.model import ModelExistsError, read_model
+from mfspark.train import train
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def ml100k_run(spark, ml100k_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ml100k")
+    config = cfg.override(cfg.load(ROOT / "conf" / "movielens.toml"), path=ml100k_path,
+                          out=str(out))
+    return train(spark, config), out
+
+
+def test_movielens_100k_test_rmse(ml100k_run):
+    result, _ = ml100k_run
+    history = result.metadata["history"]
+    assert len(history) == 10
+    assert history[-1]["test_rmse"] <= 0.93
+    objectives = [h["objective"] for h in history]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(objectives, objectives[1:]))
+
+
+def test_saved_model_layout(spark, ml100k_run):
+    result, out = ml100k_run
+    model = read_model(spark, str(out / "model"))
+    assert dict(model.user_factors.dtypes) == {"id": "bigint", "bias": "double",
+                                               "features": "array<double>"}
+    assert model.user_factors.count() == 943
+    assert model.item_factors.count() == result.metadata["num_items"]
+    row = model.user_factors.filter("id = 196").first()
+    k = result.users.ids.to_pylist().index(196)
+    np.testing.assert_allclose(row.features, result.fitted.users.factors[k], rtol=0, atol=0)
+    assert row.bias == result.fitted.users.bias[k]
+    meta = json.loads((out / "model" / "metadata.json").read_text())
+    for key in ("mu", "rank", "reg", "reg_scale", "iterations", "seed", "user_id_type",
+                "item_id_type", "versions", "history"):
+        assert key in meta, key
+    assert set(meta["history"][0]) >= {"objective", "train_rmse", "test_rmse", "seconds"}
+    assert meta["versions"]["pyspark"] == "4.3.0"
+    assert (out / "iterations" / "iter-0010" / "item").is_dir()
+    assert (out / "model" / "_COMPLETE").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_existing_model_is_not_overwritten(spark, ml100k_run):
+    _, out = ml100k_run
+    config = cfg.override(cfg.JobConfig(), out=str(out), iterations=1)
+    with pytest.raises(ModelExistsError, match="--overwrite"):
+        train(spark, config)
+
+
+def test_string_ids_key_the_outputs(spark, tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["who,what,stars"] + [f"user-{u},film {i},{rng.integers(1, 6)}"
+                                  for u in range(15) for i in range(12) if rng.random() < 0.6]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    config = cfg.override(cfg.JobConfig(), path=str(tmp_path / "r.csv"), user_col="who",
+                          item_col="what", rating_col="stars", out=str(tmp_path / "o"),
+                          rank=2, iterations=2, test_fraction=0.0)
+    result = train(spark, config)
+    model = read_model(spark, result.model_dir)
+    assert result.metadata["user_id_type"] == "string"
+    ids = {r.id for r in model.user_factors.collect()}
+    assert ids == {f"user-{u}" for u in range(15)}
+    assert {r.id for r in model.item_factors.collect()} <= {f"film {i}" for i in range(12)}
+
+
+def test_command_line_on_embedded_sample(tmp_path):
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "train.py"), "--config",
+         str(ROOT / "conf" / "default.toml"), "--out", str(tmp_path), "--iterations", "3",
+         "--master", "local[2]", "--baselines", "--show", "2"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"model written to file:{tmp_path}/model" in proc.stdout
+    assert "(global-mean baseline)" in proc.stdout and "(biases-only baseline)" in proc.stdout
+    assert proc.stdout.count("top unseen items") == 2
+    assert proc.stderr.count("INFO iteration") == 3
+
+
+def test_bad_flag_value_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "train.py"), "--rank", "-2",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "als.rank must be an integer >= 0, got -2" in proc.stderr
+
+
+def test_missing_java_stops_with_instructions():
+    proc = subprocess.run(["/bin/bash", str(ROOT / ".ci" / "check-java")], capture_output=True,
+                          text=True, env={"PATH": "/nonexistent"}, timeout=30)
+    assert proc.returncode == 1
+    assert "apt-get install openjdk-17-jre-headless" in proc.stderr
