@@ -66,16 +66,24 @@ def default_blocks(indexed: DataFrame) -> int:
 
 def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarray,
               params: ALSParams) -> PartitionedRatings:
-    """Compute ``mu`` and persist the ratings (``user_idx``, ``item_idx``, ``rating``)
-    partitioned by user block and by item block."""
-    row = indexed.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n")).first()
+    """Persist the ratings (``user_idx``, ``item_idx``, ``rating``) partitioned by user
+    block and by item block, and compute ``mu``.
+
+    ``indexed`` is evaluated once: the item-side copy and ``mu`` are derived from the cached
+    user-side copy.
+    """
+    by_user = partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed))
+    cached = by_user.select(F.col("row").alias("user_idx"), F.col("col").alias("item_idx"),
+                            "rating")
+    by_item = partition_ratings(cached, "item", params.num_item_blocks or default_blocks(indexed))
+    row = by_user.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n")).first()
     if not row["n"]:
+        by_user.unpersist()
+        by_item.unpersist()
         raise ValueError("no training ratings: nothing to fit")
-    return PartitionedRatings(
-        by_user=partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed)),
-        by_item=partition_ratings(indexed, "item", params.num_item_blocks or default_blocks(indexed)),
-        mu=float(row["mu"]), count=int(row["n"]),
-        user_counts=user_counts, item_counts=item_counts)
+    return PartitionedRatings(by_user=by_user, by_item=by_item, mu=float(row["mu"]),
+                              count=int(row["n"]), user_counts=user_counts,
+                              item_counts=item_counts)
 
 
 def objective(sse: float, users: Side, items: Side, params: ALSParams) -> float:
