@@ -25,7 +25,8 @@ class PlantedModel:
     num_users: int = 50_000
     num_items: int = 20_000
     num_ratings: int = 5_000_000
-    """Target total; the realized count is within a fraction of a percent of it."""
+    """Target total; the realized count is within a few percent of it (below it when
+    clipping very active users to half the items binds)."""
     rank: int = 10
     noise: float = 0.5
     """Standard deviation of the Gaussian noise added to each rating."""
