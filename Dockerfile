@@ -4,7 +4,9 @@
 FROM python:3.11-slim-bookworm
 
 # Spark 4.3 needs Java 17 or 21; make runs the install; procps gives Spark's scripts `ps`.
-RUN apt-get update \
+# (slim images lack the man directory the JRE's post-install step links into)
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless make procps \
  && rm -rf /var/lib/apt/lists/*
 
