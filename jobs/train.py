@@ -16,6 +16,7 @@ try:
 except ImportError:  # run from a checkout without installing: the package sits beside jobs/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import mfspark
 from mfspark import config as cfg
 from mfspark.config import FORMATS
 from mfspark.session import get_session
@@ -93,6 +94,8 @@ def report(result: TrainResult, show: int) -> None:
 def main(argv: list[str] | None = None) -> TrainResult:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # where the code came from: the checkout, an install, or a --py-files archive
+    log.info("mfspark %s loaded from %s", mfspark.__version__, Path(mfspark.__file__).parent)
     try:
         config = settings(args)
     except cfg.ConfigError as err:

@@ -1,8 +1,12 @@
 """Building the SparkSession with settings that suit this job.
 
-Settings already given (``spark-submit --conf``, ``--properties-file``) always win; the
-defaults below only fill the gaps: Arrow for pandas UDFs, and shuffle partitions sized to
-the cores instead of Spark's 200 (which makes small jobs several times slower).
+Settings already given (``spark-submit --master``, ``--conf``, ``--properties-file``) always
+win; the defaults below only fill the gaps: Arrow for pandas UDFs, and shuffle partitions sized
+to the cores instead of Spark's 200 (which makes small jobs several times slower).
+
+Under ``spark-submit`` those settings live in the JVM that started this Python driver, not in
+a fresh Python-side :class:`SparkConf`; the session therefore joins that JVM first and reads
+them from there (otherwise ``--master spark://...`` would silently become ``local[*]``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import logging
 import os
 import sys
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 DEFAULTS = {
@@ -22,9 +26,18 @@ DEFAULTS = {
 }
 
 
+def submitted_by_spark_submit() -> bool:
+    """Whether this Python driver was started by ``spark-submit`` (which hands it the port of
+    its already-running JVM), rather than by ``python`` (the session then starts its own)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def get_session(master: str | None = None, app_name: str = "mfspark",
                 extra: dict[str, str] | None = None) -> SparkSession:
     """The active session, or a new one (``local[*]`` unless a master is given or set)."""
+    if submitted_by_spark_submit():
+        # join spark-submit's JVM so that SparkConf() sees its --master, --conf and properties
+        SparkContext._ensure_initialized()
     conf = SparkConf()
     if master:
         conf.setMaster(master)

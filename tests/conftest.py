@@ -47,3 +47,37 @@ def random_ratings(n_users: int, n_items: int, density: float, seed: int):
     users, items = np.nonzero(mask)
     ratings = rng.integers(1, 11, len(users)) / 2.0
     return users, items, ratings
+
+
+@pytest.fixture(scope="session")
+def dist_zip(tmp_path_factory) -> Path:
+    """The library as ``make dist`` packs it for ``spark-submit --py-files``."""
+    from sparkapp import build_dist
+
+    return build_dist(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def executor_python(tmp_path_factory) -> Path:
+    """A Python with numpy, pandas and pyarrow but not mfspark (see sparkapp)."""
+    from sparkapp import python_without_mfspark
+
+    return python_without_mfspark(tmp_path_factory.mktemp("executor-python") / "venv")
+
+
+@pytest.fixture(scope="session")
+def local_submit(tmp_path_factory, dist_zip, executor_python, ml100k_path):
+    """``spark-submit --master local[*]`` of jobs/train.py from a directory outside the
+    checkout, with the zip on ``--py-files`` and a Python without mfspark on both driver and
+    executors: (the run, its model directory).  Also the undisturbed reference model of the
+    cluster tests (same data, seed and settings)."""
+    from cluster import spark_env, spark_submit
+    from sparkapp import JOB, TEST_SIZING, submit_args
+
+    cwd = tmp_path_factory.mktemp("submit-local")
+    assert ROOT not in cwd.parents
+    args = submit_args("local[*]", dist_zip, executor_python, "out", ml100k_path,
+                       conf={**TEST_SIZING, "spark.pyspark.driver.python": str(executor_python)},
+                       job=JOB)
+    run = spark_submit(args, cwd=cwd, env=spark_env())
+    return run, cwd / "out" / "model"

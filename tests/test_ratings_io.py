@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from chispa import assert_df_equality
 
@@ -74,8 +76,9 @@ def test_parquet_keeps_types_and_uses_column_names(spark, tmp_path):
     df, stats = load(spark, path=str(tmp_path / "p"), user_col="uid", item_col="iid",
                      rating_col="score")
     assert (stats.user_type, stats.item_type) == ("bigint", "string")
-    assert [tuple(r) for r in df.collect()] == [(10_000_000_000, "a", 3.0),
-                                                (10_000_000_001, "b", 4.0)]
+    # a directory of Parquet files has no row order: compare sorted
+    assert sorted(tuple(r) for r in df.collect()) == [(10_000_000_000, "a", 3.0),
+                                                      (10_000_000_001, "b", 4.0)]
 
 
 def test_missing_columns_are_named(spark, tmp_path):
@@ -89,3 +92,21 @@ def test_missing_columns_are_named(spark, tmp_path):
 def test_missing_path_is_reported(spark, tmp_path):
     with pytest.raises(InputFormatError, match="does not exist"):
         read_ratings(spark, InputSpec(path=str(tmp_path / "nope.csv")))
+
+
+def test_embedded_sample_found_under_spark_home(monkeypatch, tmp_path):
+    """Under spark-submit the driver imports pyspark from SPARK_HOME/python/lib/pyspark.zip,
+    which holds no data files: the sample is then found under SPARK_HOME."""
+    import pyspark
+
+    from mfspark.io.ratings import embedded_sample_path
+
+    home = Path(pyspark.__file__).parent
+    monkeypatch.setattr(pyspark, "__file__", str(home / "python" / "lib" / "pyspark.zip"
+                                                 / "pyspark" / "__init__.py"))
+    monkeypatch.setenv("SPARK_HOME", str(home))
+    assert embedded_sample_path() == str(home / "data" / "mllib" / "als"
+                                         / "sample_movielens_ratings.txt")
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path))
+    with pytest.raises(InputFormatError, match=f"looked at .*pyspark.zip.*, {tmp_path}/data"):
+        embedded_sample_path()

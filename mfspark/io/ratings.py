@@ -8,6 +8,7 @@ their type (integers, longs or strings).  Text is read as strings and typed afte
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,13 +30,24 @@ class InputFormatError(ValueError):
 
 
 def embedded_sample_path() -> str:
-    """The Apache-2.0 sample ``sample_movielens_ratings.txt`` shipped inside pyspark."""
+    """The Apache-2.0 sample ``sample_movielens_ratings.txt`` shipped inside pyspark.
+
+    Looked up beside the imported ``pyspark`` package (pip install) and under ``SPARK_HOME``
+    (a Spark distribution, or ``spark-submit``, whose driver imports pyspark from
+    ``SPARK_HOME/python/lib/pyspark.zip``, where no data files are).
+    """
     import pyspark
 
-    path = Path(pyspark.__file__).parent / "data" / "mllib" / "als" / "sample_movielens_ratings.txt"
-    if not path.is_file():
-        raise InputFormatError(f"the embedded sample is missing from this pyspark install: {path}")
-    return str(path)
+    relative = Path("data", "mllib", "als", "sample_movielens_ratings.txt")
+    roots = [Path(pyspark.__file__).parent]
+    if os.environ.get("SPARK_HOME"):
+        roots.append(Path(os.environ["SPARK_HOME"]))
+    candidates = [root / relative for root in roots]
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise InputFormatError("the embedded sample is missing from this Spark install; looked at "
+                           + ", ".join(map(str, candidates)) + " (pass --ratings instead)")
 
 
 def _embedded_sample(spark: SparkSession) -> DataFrame:
