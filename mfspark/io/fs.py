@@ -37,6 +37,14 @@ def rename(spark: SparkSession, src: str, dst: str) -> None:
         raise OSError(f"could not rename {src} to {dst}")
 
 
+def list_names(spark: SparkSession, path: str) -> list[str]:
+    """The names of the entries of directory ``path`` (empty if it does not exist)."""
+    fs, p = _fs_path(spark, path)
+    if not fs.exists(p):
+        return []
+    return sorted(str(s.getPath().getName()) for s in fs.listStatus(p))
+
+
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path``, replacing any file there."""
     fs, p = _fs_path(spark, path)
