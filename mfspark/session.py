@@ -2,7 +2,9 @@
 
 Settings already given (``spark-submit --conf``, ``--properties-file``) always win; the
 defaults below only fill the gaps: Arrow for pandas UDFs, and shuffle partitions sized to
-the cores instead of Spark's 200 (which makes small jobs several times slower).
+the cores instead of Spark's 200 (which makes small jobs several times slower).  With
+``spark.authenticate=true`` the shared secret may come from the environment variable
+``SPARK_AUTHENTICATE_SECRET`` (never from a file in the repository or the command line).
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ DEFAULTS = {
 }
 
 
+#: Environment variable holding the shared secret of ``spark.authenticate``.
+SECRET_ENV = "SPARK_AUTHENTICATE_SECRET"
+
+
+def add_secret(conf: SparkConf, environ: dict[str, str]) -> None:
+    """Set ``spark.authenticate.secret`` from :data:`SECRET_ENV` when authentication is on
+    and no secret (or secret file) is configured."""
+    if conf.get("spark.authenticate", "false").lower() != "true":
+        return
+    if conf.contains("spark.authenticate.secret") or conf.contains("spark.authenticate.secret.file"):
+        return
+    if environ.get(SECRET_ENV):
+        conf.set("spark.authenticate.secret", environ[SECRET_ENV])
+
+
 def get_session(master: str | None = None, app_name: str = "mfspark",
                 extra: dict[str, str] | None = None) -> SparkSession:
     """The active session, or a new one (``local[*]`` unless a master is given or set)."""
@@ -36,6 +53,7 @@ def get_session(master: str | None = None, app_name: str = "mfspark",
     conf.setIfMissing("spark.app.name", app_name)
     for key, value in {**DEFAULTS, **(extra or {})}.items():
         conf.setIfMissing(key, value)
+    add_secret(conf, dict(os.environ))
     spark = SparkSession.builder.config(conf=conf).getOrCreate()
     if not conf.contains("spark.sql.shuffle.partitions"):
         cores = spark.sparkContext.defaultParallelism

@@ -56,9 +56,14 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
 
 
 def read_text(spark: SparkSession, path: str) -> str:
-    """The whole UTF-8 text of the file at ``path``."""
-    rows = spark.read.text(path, wholetext=True).collect()
-    return rows[0][0] if rows else ""
+    """The whole UTF-8 text of the file at ``path`` (read through the FileSystem API:
+    Spark's readers skip files whose names start with ``_`` or ``.``)."""
+    fs, p = _fs_path(spark, path)
+    stream = fs.open(p)
+    try:
+        return str(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
 
 
 def qualify(spark: SparkSession, path: str) -> str:
