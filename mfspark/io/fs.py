@@ -3,6 +3,7 @@ stores behave the same on the driver of a cluster job."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -46,13 +47,24 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path``, replacing any file there."""
+    """Write ``text`` (UTF-8) to ``path``, replacing any file there.
+
+    The text goes to a hidden temporary sibling first and is renamed into place, so a
+    process killed while writing never leaves a partial file under ``path``.
+    """
     fs, p = _fs_path(spark, path)
-    out = fs.create(p, True)
+    tmp = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(
+        p.getParent(), f".{p.getName()}.tmp-{uuid.uuid4().hex[:12]}")
+    out = fs.create(tmp, True)
     try:
         out.write(bytearray(text.encode("utf-8")))
     finally:
         out.close()
+    if fs.exists(p):
+        fs.delete(p, False)
+    if not fs.rename(tmp, p):
+        fs.delete(tmp, False)
+        raise OSError(f"could not write {path}")
 
 
 def read_text(spark: SparkSession, path: str) -> str:

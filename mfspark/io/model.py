@@ -69,11 +69,16 @@ def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
 
 
 def read_model(spark: SparkSession, model_dir: str) -> SavedModel:
-    """Load a committed model; refuses a directory that lacks the completion marker."""
+    """Load a committed model; refuses a directory that lacks the completion marker.
+
+    Reads ``metadata.json`` (JSON) and the ``*.parquet`` files of the two factor
+    directories, nothing else: no file is ever unpickled or executed.
+    """
     if not fs.exists(spark, f"{model_dir}/{MARKER}"):
         raise IncompleteModelError(f"{model_dir} is not a complete mfspark model "
                                    f"(no {MARKER} marker)")
     metadata = json.loads(fs.read_text(spark, f"{model_dir}/metadata.json"))
-    return SavedModel(user_factors=spark.read.parquet(f"{model_dir}/user_factors"),
-                      item_factors=spark.read.parquet(f"{model_dir}/item_factors"),
+    parquet = spark.read.option("pathGlobFilter", "*.parquet")  # stray files are ignored
+    return SavedModel(user_factors=parquet.parquet(f"{model_dir}/user_factors"),
+                      item_factors=parquet.parquet(f"{model_dir}/item_factors"),
                       metadata=metadata)
