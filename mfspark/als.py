@@ -72,19 +72,26 @@ def default_blocks(indexed: DataFrame) -> int:
 
 def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarray,
               params: ALSParams) -> PartitionedRatings:
-    """Compute ``mu`` and persist the ratings (``user_idx``, ``item_idx``, ``rating``)
-    partitioned by user block and by item block."""
-    triple = F.xxhash64(F.col("user_idx").cast("int"), F.col("item_idx").cast("int"),
-                        F.col("rating").cast("double"))
-    row = indexed.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n"),
+    """Persist the ratings (``user_idx``, ``item_idx``, ``rating``) partitioned by user
+    block and by item block, and compute ``mu``.
+
+    ``indexed`` is evaluated once: the item-side copy and ``mu`` are derived from the cached
+    user-side copy.
+    """
+    by_user = partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed))
+    cached = by_user.select(F.col("row").alias("user_idx"), F.col("col").alias("item_idx"),
+                            "rating")
+    by_item = partition_ratings(cached, "item", params.num_item_blocks or default_blocks(indexed))
+    triple = F.xxhash64("row", "col", "rating")
+    row = by_user.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n"),
                       F.sum(F.pmod(triple, F.lit(_PRIME))).alias("checksum")).first()
     if not row["n"]:
+        by_user.unpersist()
+        by_item.unpersist()
         raise ValueError("no training ratings: nothing to fit")
-    return PartitionedRatings(
-        by_user=partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed)),
-        by_item=partition_ratings(indexed, "item", params.num_item_blocks or default_blocks(indexed)),
-        mu=float(row["mu"]), count=int(row["n"]),
-        user_counts=user_counts, item_counts=item_counts, checksum=int(row["checksum"]))
+    return PartitionedRatings(by_user=by_user, by_item=by_item, mu=float(row["mu"]),
+                              count=int(row["n"]), user_counts=user_counts,
+                              item_counts=item_counts, checksum=int(row["checksum"]))
 
 
 def objective(sse: float, users: Side, items: Side, params: ALSParams) -> float:

@@ -70,6 +70,8 @@ def partition_ratings(indexed: DataFrame, side: str, num_blocks: int) -> DataFra
                       F.col(row).cast("int").alias("row"), F.col(col).cast("int").alias("col"),
                       F.col("rating").cast("double").alias("rating"))
               .repartition(num_blocks, "block")
+              # sorted by row: the solver then skips its own sort
+              .sortWithinPartitions("block", "row", "col", "rating")
               .persist(StorageLevel.MEMORY_AND_DISK))
     blocks.count()  # materialize once; every half-step reuses it
     return blocks

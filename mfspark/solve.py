@@ -31,8 +31,9 @@ DEFAULT_MAX_GATHER = 1 << 24
 
 def _slot_bytes(k1: int) -> int:
     """Bytes a padded gather slot takes with ``k1`` columns: the gathered row (float64), its
-    index (int64), its mask (bool) and its right-hand side (float64)."""
-    return 8 * k1 + 17
+    rating index and column index (int64 at most), its mask (bool) and its right-hand side
+    (float64)."""
+    return 8 * k1 + 25
 
 
 def gather_limit(block_memory_mb: int, rank: int) -> int:
@@ -46,12 +47,13 @@ def block_memory_bound(n_ratings: int, n_rows: int, rank: int, block_memory_mb: 
     """Upper bound (bytes) on what :func:`solve_block` allocates for one block: the gather
     budget plus the block's own arrays, which grow with its ratings and rows only.
 
-    Per rating: the sorted copies and sort order of the inputs, the gathered ``X`` and the
-    residuals' expanded solution (``(K + 1)`` doubles each) and a few vectors; per row: its
-    Gram matrix, right-hand side and Cholesky factor.
+    Per rating (independent of the rank: factor rows are gathered only within the budget):
+    the sort order and sorted copies of the inputs, the targets ``y`` and the temporaries of
+    the sortedness check and of the row boundaries, at most 16 eight-byte values; per row:
+    its Gram matrix, right-hand side and Cholesky factor, and a few vectors.
     """
     k1 = rank + 1
-    per_rating = 8 * (2 * k1 + 16)
+    per_rating = 8 * 16
     per_row = 8 * (3 * k1 * k1 + 4 * k1 + 8)
     return (block_memory_mb << 20) + n_ratings * per_rating + n_rows * per_row + (1 << 20)
 
@@ -110,27 +112,29 @@ def penalty(factors: np.ndarray, bias: np.ndarray, counts: np.ndarray,
     return float(regularization(counts, lam, reg_scale) @ sq)
 
 
-def augmented(fixed_factors: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Gather ``x_j = [v_j, 1]`` for each rating's column, as float64 rows."""
-    n, k = len(cols), fixed_factors.shape[1]
-    X = np.empty((n, k + 1), dtype=np.float64)
-    X[:, :k] = fixed_factors[cols]
-    X[:, k] = 1.0
-    return X
+def augmented(fixed_factors: np.ndarray) -> np.ndarray:
+    """The fixed side's augmented vectors ``x_j = [v_j, 1]`` as float64 rows."""
+    n, k = fixed_factors.shape
+    F = np.empty((n, k + 1), dtype=np.float64)
+    F[:, :k] = fixed_factors
+    F[:, k] = 1.0
+    return F
 
 
-def normal_equations(X: np.ndarray, y: np.ndarray, start: np.ndarray, counts: np.ndarray,
+def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+                     counts: np.ndarray,
                      max_gather: int = DEFAULT_MAX_GATHER) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's Gram matrix ``X_i^T X_i`` and right-hand side ``X_i^T y_i``.
+    """Each row's Gram matrix ``X_i^T X_i`` and right-hand side ``X_i^T y_i``, where
+    ``X_i = F[cols[start_i : start_i + counts_i]]``.
 
-    ``X``/``y`` hold the ratings sorted by row; row ``r`` owns ``X[start[r]:start[r]+counts[r]]``.
-    Rows are bucketed by their count rounded up to a power of two and each bucket is computed
-    as one stacked matrix product on zero-padded gathers (padding adds exact zeros), at most
-    ``max_gather`` elements at a time (temporaries updated in place, so the memory of a
-    chunk is ``max_gather / (K + 1)`` slots of :func:`_slot_bytes`).  A row's result depends only on its own ratings and
-    their order, never on which other rows share its block.
+    ``cols``/``y`` hold the ratings sorted by row.  Rows are bucketed by their count rounded
+    up to a power of two and each bucket is computed as one stacked matrix product on
+    zero-padded gathers of ``F`` (padding adds exact zeros), at most ``max_gather`` elements
+    at a time (temporaries updated in place, so a chunk takes ``max_gather / (K + 1)`` slots
+    of :func:`_slot_bytes`).  A row's result depends only on its own ratings and their order,
+    never on which other rows share its block.
     """
-    n_rows, k1 = len(counts), X.shape[1]
+    n_rows, k1 = len(counts), F.shape[1]
     gram = np.empty((n_rows, k1, k1))
     rhs = np.empty((n_rows, k1))
     padded = np.int64(1) << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
@@ -139,7 +143,7 @@ def normal_equations(X: np.ndarray, y: np.ndarray, start: np.ndarray, counts: np
         per_chunk = max_gather // (int(length) * k1)
         if per_chunk == 0:  # one row alone is larger than the gather budget
             for r in members:
-                gram[r], rhs[r] = _long_row(X, y, start[r], counts[r], max_gather // k1)
+                gram[r], rhs[r] = _long_row(F, cols, y, start[r], counts[r], max_gather // k1)
             continue
         offsets = np.arange(length)
         for lo in range(0, len(members), per_chunk):
@@ -147,7 +151,7 @@ def normal_equations(X: np.ndarray, y: np.ndarray, start: np.ndarray, counts: np
             mask = offsets[None, :] < counts[chunk][:, None]
             idx = start[chunk][:, None] + offsets[None, :]
             np.multiply(idx, mask, out=idx)  # padding slots point at rating 0 ...
-            G = X[idx]
+            G = F[cols[idx]]
             G *= mask[..., None]  # ... and are zeroed
             yv = y[idx]
             yv *= mask
@@ -157,15 +161,16 @@ def normal_equations(X: np.ndarray, y: np.ndarray, start: np.ndarray, counts: np
     return gram, rhs
 
 
-def _long_row(X: np.ndarray, y: np.ndarray, start: int, count: int,
+def _long_row(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: int, count: int,
               step: int) -> tuple[np.ndarray, np.ndarray]:
     """Normal equations of one very long row, accumulated over slices of ``step`` ratings."""
-    k1 = X.shape[1]
+    k1 = F.shape[1]
+    step = max(step, 1)
     gram, rhs = np.zeros((k1, k1)), np.zeros(k1)
-    for lo in range(start, start + count, max(step, 1)):
-        hi = min(lo + max(step, 1), start + count)
-        gram += X[lo:hi].T @ X[lo:hi]
-        rhs += X[lo:hi].T @ y[lo:hi]
+    for lo in range(start, start + count, step):
+        X = F[cols[lo:min(lo + step, start + count)]]
+        gram += X.T @ X
+        rhs += X.T @ y[lo:lo + len(X)]
     return gram, rhs
 
 
@@ -211,20 +216,33 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
         Regularization strength; with ``reg_scale="count"`` it is multiplied by each row's
         rating count.
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
+    rows = np.asarray(rows)
+    cols = np.asarray(cols)
     ratings = np.asarray(ratings, dtype=np.float64)
-    # a row's ratings in one fixed order (ties broken by rating): deterministic sums
-    order = np.lexsort((ratings, cols, rows))
-    rows, cols, ratings = rows[order], cols[order], ratings[order]
-    uniq, start, counts = np.unique(rows, return_index=True, return_counts=True)
-    X = augmented(fixed_factors, cols)
+    if not _sorted(rows, cols, ratings):
+        # a row's ratings in one fixed order (ties broken by rating): deterministic sums
+        order = np.lexsort((ratings, cols, rows))
+        rows, cols, ratings = rows[order], cols[order], ratings[order]
+    start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
+    counts = np.diff(np.r_[start, len(rows)])
     y = ratings - fixed_bias[cols] - mu
-    gram, rhs = normal_equations(X, y, start, counts, max_gather)
-    k1 = X.shape[1]
-    gram[:, np.arange(k1), np.arange(k1)] += regularization(counts, lam, reg_scale)[:, None]
+    gram, rhs = normal_equations(augmented(fixed_factors), cols, y, start, counts, max_gather)
+    k1 = gram.shape[1]
+    lam_rows = regularization(counts, lam, reg_scale)
+    gram[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
     w = cholesky_solve(gram, rhs)
-    resid = y - np.einsum("nk,nk->n", X, np.repeat(w, counts, axis=0))
-    sse = np.add.reduceat(resid * resid, start) if len(start) else np.zeros(0)
-    return BlockSolution(rows=uniq, factors=w[:, :-1].copy(), bias=w[:, -1].copy(),
-                         sse=sse, counts=counts.astype(np.int64))
+    # squared residuals without another gather: ||y - X w||^2 = y.y - w.rhs - lam ||w||^2,
+    # since (X^T X + lam I) w = rhs
+    yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)
+    sse = yy - np.einsum("rk,rk->r", w, rhs) - lam_rows * np.einsum("rk,rk->r", w, w)
+    return BlockSolution(rows=rows[start].astype(np.int64), factors=w[:, :-1].copy(),
+                         bias=w[:, -1].copy(), sse=np.maximum(sse, 0.0),
+                         counts=counts.astype(np.int64))
+
+
+def _sorted(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> bool:
+    """Whether (rows, cols, ratings) is already in lexicographic order (one O(n) pass)."""
+    if len(rows) < 2:
+        return True
+    dr, dc = np.diff(rows), np.diff(cols)
+    return bool(np.all((dr > 0) | ((dr == 0) & ((dc > 0) | ((dc == 0) & (ratings[1:] >= ratings[:-1]))))))

@@ -130,3 +130,16 @@ def test_same_model_whatever_the_blocks_and_partitions(spark, tmp_path):
             np.testing.assert_allclose(b.bias, a.bias, rtol=0, atol=1e-9)
         assert [h["objective"] for h in fits[blocks].history] == pytest.approx(
             [h["objective"] for h in fits[1].history], rel=1e-12)
+
+
+def test_in_memory_floor_equals_reference():
+    from mfspark.local import fit_in_memory
+
+    users, items, ratings = random_ratings(30, 20, 0.3, seed=5)
+    V0 = init_factors(20, 3, seed=1)
+    got = fit_in_memory(users, items, ratings, 30, 20,
+                        ALSParams(rank=3, reg=0.5, reg_scale="none", iterations=3), V0)
+    ref = reference.als(users, items, ratings, 30, 20, V0, 0.5, "none", 3)
+    assert rel_err(got.users.factors, ref.user_factors) <= 1e-9
+    assert rel_err(got.items.bias, ref.item_bias) <= 1e-9
+    np.testing.assert_allclose([h["objective"] for h in got.history], ref.objectives, rtol=1e-9)

@@ -133,3 +133,8 @@ def read_ratings(spark: SparkSession, spec: InputSpec) -> DataFrame:
     delimiter, header = _sniff_csv(spark, path, spec)
     df = _read_text(spark, path, delimiter, header)
     return _rename(df, spec, path) if header else _positional(df)
+
+
+def write_ratings(df: DataFrame, path: str, overwrite: bool = False) -> None:
+    """Write ratings as Parquet (refusing to replace existing data unless ``overwrite``)."""
+    df.write.mode("overwrite" if overwrite else "errorifexists").parquet(path)

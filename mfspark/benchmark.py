@@ -1,0 +1,173 @@
+"""Side-by-side measurements: mfspark, Spark MLlib ALS and the in-process NumPy floor.
+
+Every system trains on the same train split (same rank, iterations and regularization) in
+the same SparkSession, and is scored on the same test rows (those whose user and item were
+seen in training, since MLlib cannot score the others).  Fit times include everything a
+user waits for: mfspark's ID indexing and partitioning, MLlib's blocking.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+from mfspark import als, evaluate
+from mfspark.config import ALSParams, InputSpec
+from mfspark.indexing import build_index, with_indices
+from mfspark.io.ratings import read_ratings
+from mfspark.local import fit_in_memory
+from mfspark.split import random_split
+from mfspark.validate import typed_ratings
+
+
+@dataclass
+class Split:
+    """The benchmark's data: train/test with canonical columns, both persisted."""
+
+    train: DataFrame
+    test: DataFrame
+    num_train: int
+    num_test: int
+
+
+def load_split(spark: SparkSession, path: str, test_fraction: float, seed: int) -> Split:
+    ratings, _ = typed_ratings(read_ratings(spark, InputSpec(path=path)), path)
+    train, test = random_split(ratings.select("user", "item", "rating"), test_fraction, seed)
+    train = train.persist(StorageLevel.MEMORY_AND_DISK)
+    test = test.persist(StorageLevel.MEMORY_AND_DISK)
+    return Split(train, test, train.count(), test.count())
+
+
+def jvm_peak_heap_mb(spark: SparkSession, reset: bool = False) -> float:
+    """Peak JVM heap (driver; in local mode also the executors) since the last reset."""
+    pools = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+    peak = 0
+    for pool in pools:
+        if str(pool.getType().toString()) == "Heap memory":
+            peak += pool.getPeakUsage().getUsed()
+            if reset:
+                pool.resetPeakUsage()
+    return peak / 2**20
+
+
+def python_peak_rss_mb() -> float:
+    """Peak resident memory of this (driver) Python process."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mllib_blas(spark: SparkSession) -> str:
+    """Which BLAS implementation Spark's MLlib uses (native JNI or a Java fallback)."""
+    try:
+        return str(spark.sparkContext._jvm.dev.ludovic.netlib.blas.BLAS.getInstance()
+                   .getClass().getSimpleName())
+    except Exception as err:  # noqa: BLE001 - informational only
+        return f"unknown ({type(err).__name__})"
+
+
+def blas_gflops(n: int = 1500, repeats: int = 3) -> float:
+    """Measured float64 matrix-multiply rate of this process's NumPy BLAS."""
+    a = np.random.default_rng(0).standard_normal((n, n))
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - began)
+    return 2 * n**3 / best / 1e9
+
+
+def arithmetic_bound_seconds(num_ratings: int, num_users: int, num_items: int, rank: int,
+                             iterations: int, gflops: float) -> float:
+    """Multiply-adds per iteration, |R|(K+1)^2 + (M+N)(K+1)^3/3, at the measured BLAS rate
+    (one multiply-add = 2 flops)."""
+    k1 = rank + 1
+    madds = num_ratings * k1**2 + (num_users + num_items) * k1**3 / 3
+    return iterations * madds * 2 / (gflops * 1e9)
+
+
+def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]:
+    spark = data.train.sparkSession
+    jvm_peak_heap_mb(spark, reset=True)
+    began = time.perf_counter()
+    users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
+    parts = als.partition(with_indices(data.train, users, items), users.counts, items.counts,
+                          params)
+    fitted = als.fit(parts, params, work_dir)
+    seconds = time.perf_counter() - began
+    parts.unpersist()
+    known = with_indices(data.test, users, items, how="inner")
+    return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
+            "test_rmse": evaluate.rmse(known, fitted.users, fitted.items, fitted.mu),
+            "train_rmse": fitted.history[-1]["train_rmse"],
+            "jvm_peak_heap_mb": jvm_peak_heap_mb(spark), "num_users": len(users),
+            "num_items": len(items)}
+
+
+def run_mllib(data: Split, params: ALSParams) -> dict[str, Any]:
+    from pyspark.ml.evaluation import RegressionEvaluator
+    from pyspark.ml.recommendation import ALS
+
+    spark = data.train.sparkSession
+    jvm_peak_heap_mb(spark, reset=True)
+    began = time.perf_counter()
+    model = ALS(rank=params.rank, maxIter=params.iterations, regParam=params.reg,
+                userCol="user", itemCol="item", ratingCol="rating", seed=params.seed,
+                coldStartStrategy="drop").fit(data.train)
+    seconds = time.perf_counter() - began
+    predictions = model.transform(data.test)
+    rmse = RegressionEvaluator(metricName="rmse", labelCol="rating").evaluate(predictions)
+    return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
+            "test_rmse": rmse, "jvm_peak_heap_mb": jvm_peak_heap_mb(spark)}
+
+
+def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
+    """The same math in this process on collected arrays (single-threaded BLAS if
+    OPENBLAS_NUM_THREADS=1): what mfspark would cost without any distribution."""
+    spark = data.train.sparkSession
+    users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
+    table = with_indices(data.train, users, items).select("user_idx", "item_idx", "rating").toArrow()
+    u, i = table.column("user_idx").to_numpy(), table.column("item_idx").to_numpy()
+    r = table.column("rating").to_numpy()
+    began = time.perf_counter()
+    fitted = fit_in_memory(u, i, r, len(users), len(items), params)
+    seconds = time.perf_counter() - began
+    known = with_indices(data.test, users, items, how="inner")
+    return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
+            "test_rmse": evaluate.rmse(known, fitted.users, fitted.items, fitted.mu),
+            "python_peak_rss_mb": python_peak_rss_mb()}
+
+
+def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -> list[dict]:
+    """One row per system for one rank; ratios against MLlib when it ran."""
+    rows = []
+    for system in systems:
+        if system == "mfspark":
+            row = run_mfspark(data, params, f"{work_dir}/rank-{params.rank}")
+        elif system == "mllib":
+            row = run_mllib(data, params)
+        elif system == "numpy":
+            row = run_numpy(data, params)
+        else:
+            raise ValueError(f"unknown system {system!r}; known: mfspark, mllib, numpy")
+        rows.append({"system": system, "rank": params.rank, "iterations": params.iterations,
+                     "reg": params.reg, "reg_scale": params.reg_scale, **row})
+    mllib = next((r for r in rows if r["system"] == "mllib"), None)
+    for r in rows:
+        if mllib is not None:
+            r["time_vs_mllib"] = r["fit_seconds"] / mllib["fit_seconds"]
+            r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
+    return rows
+
+
+def environment(spark: SparkSession) -> dict[str, Any]:
+    return {"master": spark.sparkContext.master, "cores": os.cpu_count(),
+            "mllib_blas": mllib_blas(spark),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"),
+            "numpy_gflops": blas_gflops()}

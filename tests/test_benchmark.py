@@ -1,0 +1,37 @@
+"""Smoke test of jobs/benchmark.py, so it cannot rot (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from mfspark.synthetic import PlantedModel, generate
+
+from conftest import ROOT
+
+
+def load_job(name: str):
+    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_runs_all_systems(spark, tmp_path):
+    data = tmp_path / "ratings"
+    generate(spark, PlantedModel(num_users=200, num_items=150, num_ratings=4000, rank=3)
+             ).write.parquet(str(data))
+    rows = load_job("benchmark").main([
+        "--ratings", str(data), "--out", str(tmp_path / "bench"), "--ranks", "2",
+        "--iterations", "2", "--systems", "mfspark", "mllib", "numpy"])
+    by_system = {r["system"]: r for r in rows}
+    assert set(by_system) == {"mfspark", "mllib", "numpy", "arithmetic-bound"}
+    # the distributed job and the in-process floor fit the same model on the same split
+    assert by_system["mfspark"]["test_rmse"] == pytest.approx(by_system["numpy"]["test_rmse"],
+                                                              rel=1e-9)
+    assert by_system["mllib"]["time_vs_mllib"] == 1.0
+    saved = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert len(saved["rows"]) == 4 and "mllib_blas" in saved["environment"]
+    assert (tmp_path / "bench" / "results.csv").read_text().count("\n") == 5
