@@ -37,7 +37,9 @@ def run_record(config: JobConfig, ratings: PartitionedRatings,
     spec["rating_range"] = list(spec["rating_range"]) if spec["rating_range"] else None
     return {"als": als, "input": spec, "test_fraction": config.test_fraction,
             "split_seed": config.split_seed,
-            "fingerprint": {"counts": counts, "num_train": ratings.count, "mu": ratings.mu,
+            # exact integers only: mu is a float sum whose last bit may depend on the order
+            # Spark merges partial sums in, and would refuse a genuine resume
+            "fingerprint": {"counts": counts, "num_train": ratings.count,
                             "checksum": ratings.checksum,
                             "num_users": len(ratings.user_counts),
                             "num_items": len(ratings.item_counts)}}
