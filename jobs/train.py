@@ -18,7 +18,7 @@ except ImportError:  # run from a checkout without installing: the package sits 
 
 import mfspark
 from mfspark import config as cfg
-from mfspark.config import FORMATS
+from mfspark.config import BAD_ROW_POLICIES, DUPLICATE_POLICIES, FORMATS
 from mfspark.session import get_session
 from mfspark.solve import REG_SCALES
 from mfspark.topn import top_n
@@ -37,6 +37,16 @@ def parser() -> argparse.ArgumentParser:
                    help="whether the CSV has a header line (default: detected)")
     for side in ("user", "item", "rating", "timestamp"):
         p.add_argument(f"--{side}-col", dest=f"{side}_col", help=f"column of {side}s")
+    p.add_argument("--on-bad-rows", choices=BAD_ROW_POLICIES,
+                   help="fail (default) or quarantine bad rows to OUT/rejected/")
+    p.add_argument("--duplicates", choices=DUPLICATE_POLICIES,
+                   help="repeated (user, item) pairs: fail (default), last or mean")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--rating-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                       help="valid ratings, inclusive (default: 0.5 5.0)")
+    scale.add_argument("--no-rating-range", dest="rating_range", action="store_false",
+                       help="accept any finite rating")
+    p.set_defaults(rating_range=None)
     p.add_argument("--out", help="output directory (default: output)")
     p.add_argument("--rank", type=int, help="number of latent factors K")
     p.add_argument("--reg", type=float, help="regularization lambda")
@@ -47,8 +57,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, help="seed of the train/test split")
     p.add_argument("--user-blocks", dest="num_user_blocks", type=int, help="user blocks")
     p.add_argument("--item-blocks", dest="num_item_blocks", type=int, help="item blocks")
+    p.add_argument("--block-memory-mb", type=int,
+                   help="memory budget (MiB) for building one block's normal equations")
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in OUT/iterations from its last complete "
+                        "iteration (same settings and input required)")
     p.add_argument("--baselines", action="store_true",
                    help="also report the global-mean and biases-only test RMSE")
     p.add_argument("--show", type=int, default=0, metavar="N",
@@ -60,7 +75,8 @@ def settings(args: argparse.Namespace) -> cfg.JobConfig:
     base = cfg.load(args.config) if args.config else cfg.JobConfig()
     keys = ("path", "format", "delimiter", "header", "user_col", "item_col", "rating_col",
             "timestamp_col", "out", "rank", "reg", "reg_scale", "iterations", "seed",
-            "test_fraction", "split_seed", "num_user_blocks", "num_item_blocks")
+            "test_fraction", "split_seed", "num_user_blocks", "num_item_blocks",
+            "on_bad_rows", "duplicates", "rating_range", "block_memory_mb")
     return cfg.override(base, **{k: getattr(args, k) for k in keys})
 
 
@@ -71,6 +87,9 @@ def report(result: TrainResult, show: int) -> None:
     print(f"rank={md['rank']} reg={md['reg']} reg_scale={md['reg_scale']} "
           f"iterations={md['iterations']}  train {md['num_train']} / test {md['num_test']} "
           f"ratings  {md['seconds']:.1f}s")
+    c = md["counts"]
+    print(f"rows: {c['read']} read = {c['used']} used + {c['rejected']} rejected + "
+          f"{c['merged']} merged")
     print(f"train RMSE {last['train_rmse']:.4f}")
     if "test_rmse" in last:
         print(f"test RMSE  {last['test_rmse']:.4f}  (model)")
@@ -101,7 +120,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     except cfg.ConfigError as err:
         parser().error(str(err))
     spark = get_session(args.master, app_name="mfspark-train")
-    result = train(spark, config, overwrite=args.overwrite, with_baselines=args.baselines)
+    result = train(spark, config, overwrite=args.overwrite, with_baselines=args.baselines,
+                   resume_run=args.resume)
     report(result, args.show)
     return result
 

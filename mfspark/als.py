@@ -21,16 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from pyspark import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mfspark import evaluate
 from mfspark.config import ALSParams
 from mfspark.halfstep import Side, half_step, partition_ratings
+from mfspark.io.checkpoints import iteration_dir, write_entry
 from mfspark.io.factors import read_side, write_side
-from mfspark.solve import init_factors, penalty
+from mfspark.solve import gather_limit, init_factors, penalty
 
 log = logging.getLogger("mfspark")
+
+_PRIME = 2_147_483_647  # checksum terms stay below 2^31: the sum of 2^32 of them fits a long
 
 
 @dataclass
@@ -43,6 +47,8 @@ class PartitionedRatings:
     count: int
     user_counts: np.ndarray
     item_counts: np.ndarray
+    checksum: int = 0
+    """Order-free checksum of the (user_idx, item_idx, rating) triples (run fingerprint)."""
 
     def unpersist(self) -> None:
         self.by_user.unpersist()
@@ -76,14 +82,16 @@ def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarr
     cached = by_user.select(F.col("row").alias("user_idx"), F.col("col").alias("item_idx"),
                             "rating")
     by_item = partition_ratings(cached, "item", params.num_item_blocks or default_blocks(indexed))
-    row = by_user.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n")).first()
+    triple = F.xxhash64("row", "col", "rating")
+    row = by_user.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n"),
+                      F.sum(F.pmod(triple, F.lit(_PRIME))).alias("checksum")).first()
     if not row["n"]:
         by_user.unpersist()
         by_item.unpersist()
         raise ValueError("no training ratings: nothing to fit")
     return PartitionedRatings(by_user=by_user, by_item=by_item, mu=float(row["mu"]),
                               count=int(row["n"]), user_counts=user_counts,
-                              item_counts=item_counts)
+                              item_counts=item_counts, checksum=int(row["checksum"]))
 
 
 def objective(sse: float, users: Side, items: Side, params: ALSParams) -> float:
@@ -94,15 +102,17 @@ def objective(sse: float, users: Side, items: Side, params: ALSParams) -> float:
 
 def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
         test: DataFrame | None = None, initial_items: np.ndarray | None = None,
-        on_iteration: Callable[[dict[str, float]], None] | None = None) -> ALSResult:
-    """Run ``params.iterations`` ALS iterations.
+        on_iteration: Callable[[dict[str, float]], None] | None = None,
+        resume: ALSResult | None = None, probe: Accumulator | None = None) -> ALSResult:
+    """Run ALS iterations up to ``params.iterations``.
 
     Parameters
     ----------
     ratings : PartitionedRatings
         From :func:`partition`.
     work_dir : str
-        Where each half-step's Parquet goes.
+        Where each half-step's Parquet and each iteration's history entry go
+        (:mod:`mfspark.io.checkpoints`).
     test : DataFrame, optional
         Held-out ratings (``user_idx``, ``item_idx`` nullable, ``rating``) for a test RMSE
         per iteration.
@@ -110,25 +120,34 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
         Starting item factors; by default :func:`mfspark.solve.init_factors` with the seed.
     on_iteration : callable, optional
         Called with each history entry as soon as the iteration ends.
+    resume : ALSResult, optional
+        The state after ``len(resume.history)`` completed iterations (read back from
+        ``work_dir`` by :func:`mfspark.resume.resume_point`): the loop continues from there.
+    probe : Accumulator, optional
+        Records each block's peak solver memory (:func:`mfspark.halfstep.memory_probe`).
     """
     spark = ratings.by_user.sparkSession
     rank = params.rank
-    start = initial_items if initial_items is not None else init_factors(
-        len(ratings.item_counts), rank, params.seed)
-    items = Side(np.array(start, dtype=np.float64), np.zeros(len(ratings.item_counts)),
-                 ratings.item_counts)
-    users = Side.zeros(ratings.user_counts, rank)
-    write_side(spark, f"{work_dir}/iter-0000/item", items)
-    result = ALSResult(mu=ratings.mu, users=users, items=items)
-    for it in range(1, params.iterations + 1):
+    max_gather = gather_limit(params.block_memory_mb, rank)
+    if resume is None:
+        start = initial_items if initial_items is not None else init_factors(
+            len(ratings.item_counts), rank, params.seed)
+        items = Side(np.array(start, dtype=np.float64), np.zeros(len(ratings.item_counts)),
+                     ratings.item_counts)
+        write_side(spark, f"{iteration_dir(work_dir, 0)}/item", items)
+        resume = ALSResult(mu=ratings.mu, users=Side.zeros(ratings.user_counts, rank),
+                           items=items)
+    result = ALSResult(mu=ratings.mu, users=resume.users, items=resume.items,
+                       history=list(resume.history))
+    for it in range(len(result.history) + 1, params.iterations + 1):
         began = time.perf_counter()
-        path = f"{work_dir}/iter-{it:04d}"
-        half_step(ratings.by_user, items, ratings.mu, params.reg, params.reg_scale, "user",
-                  f"{path}/user")
+        path = iteration_dir(work_dir, it)
+        half_step(ratings.by_user, result.items, ratings.mu, params.reg, params.reg_scale,
+                  "user", f"{path}/user", max_gather, probe)
         users, sse_user = read_side(spark, f"{path}/user", ratings.user_counts, rank,
                                     what=f"iteration {it}, user step")
         half_step(ratings.by_item, users, ratings.mu, params.reg, params.reg_scale, "item",
-                  f"{path}/item")
+                  f"{path}/item", max_gather, probe)
         items, sse = read_side(spark, f"{path}/item", ratings.item_counts, rank,
                                what=f"iteration {it}, item step")
         entry = {"iteration": it,
@@ -139,6 +158,7 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
         if test is not None:
             entry["test_rmse"] = evaluate.rmse(test, users, items, ratings.mu)
         entry["seconds"] = time.perf_counter() - began
+        write_entry(spark, work_dir, it, entry)
         result.history.append(entry)
         if on_iteration is not None:
             on_iteration(entry)

@@ -18,6 +18,10 @@ from typing import Any
 from mfspark.solve import REG_SCALES
 
 FORMATS = ("auto", "parquet", "csv", "ml-100k", "ml-dat", "ml-csv")
+BAD_ROW_POLICIES = ("fail", "quarantine")
+DUPLICATE_POLICIES = ("fail", "last", "mean")
+#: The common star scale (half stars from 0.5 to 5).
+DEFAULT_RATING_RANGE = (0.5, 5.0)
 
 
 class ConfigError(ValueError):
@@ -48,6 +52,9 @@ class ALSParams:
     """Blocks of users (one grouped-UDF group each); None: twice the default parallelism."""
     num_item_blocks: int | None = None
     """Blocks of items; None: as for users."""
+    block_memory_mb: int = 128
+    """Memory budget (MiB) for building one block's normal equations (the gathered, padded
+    factor rows); bounds a block's memory whatever the skew of its rows' rating counts."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
@@ -59,6 +66,8 @@ class ALSParams:
         _require(isinstance(self.iterations, int) and self.iterations >= 1, "als.iterations",
                  self.iterations, "an integer >= 1")
         _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
+        _require(isinstance(self.block_memory_mb, int) and self.block_memory_mb >= 1,
+                 "als.block_memory_mb", self.block_memory_mb, "an integer >= 1")
         for name in ("num_user_blocks", "num_item_blocks"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",
@@ -85,8 +94,29 @@ class InputSpec:
     """Column of ratings (numbers)."""
     timestamp_col: str = "timestamp"
     """Optional column of timestamps (kept when present)."""
+    on_bad_rows: str = "fail"
+    """``fail``: stop with the counts and a few bad rows; ``quarantine``: write them with a
+    ``reason`` column to ``OUT/rejected/`` and train on the rest."""
+    duplicates: str = "fail"
+    """Several ratings of one (user, item) pair: ``fail``, ``last`` (latest timestamp wins)
+    or ``mean`` (their average)."""
+    rating_range: tuple[float, float] | None = DEFAULT_RATING_RANGE
+    """Inclusive (min, max) of valid ratings; None (``false`` in TOML): no range check."""
 
     def __post_init__(self) -> None:
+        if self.rating_range is False:  # TOML has no null: false switches the check off
+            object.__setattr__(self, "rating_range", None)
+        if isinstance(self.rating_range, list):
+            object.__setattr__(self, "rating_range", tuple(self.rating_range))
+        _require(self.on_bad_rows in BAD_ROW_POLICIES, "input.on_bad_rows", self.on_bad_rows,
+                 f"one of {BAD_ROW_POLICIES}")
+        _require(self.duplicates in DUPLICATE_POLICIES, "input.duplicates", self.duplicates,
+                 f"one of {DUPLICATE_POLICIES}")
+        r = self.rating_range
+        _require(r is None or (isinstance(r, tuple) and len(r) == 2
+                               and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                       and math.isfinite(x) for x in r) and r[0] <= r[1]),
+                 "input.rating_range", r, "[min, max] with finite min <= max, or false")
         _require(self.format in FORMATS, "input.format", self.format, f"one of {FORMATS}")
         names = [self.user_col, self.item_col, self.rating_col, self.timestamp_col]
         _require(all(isinstance(n, str) and n for n in names), "input column names", names,
@@ -165,6 +195,8 @@ def override(config: JobConfig, **values: Any) -> JobConfig:
 def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
     """The TOML-shaped view of a config (None values left out, as TOML has no null)."""
     out = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "als")}
-    return {"input": {k: v for k, v in dataclasses.asdict(config.input).items() if v is not None},
+    spec = dataclasses.asdict(config.input)
+    spec["rating_range"] = list(spec["rating_range"]) if spec["rating_range"] else False
+    return {"input": {k: v for k, v in spec.items() if v is not None},
             "als": {k: v for k, v in dataclasses.asdict(config.als).items() if v is not None},
             "output": out}

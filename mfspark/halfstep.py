@@ -10,15 +10,16 @@ DataFrame already partitioned by ``block``, so no shuffle) that calls
 
 from __future__ import annotations
 
+import tracemalloc
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark import StorageLevel
+from pyspark import Accumulator, AccumulatorParam, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mfspark.solve import SolveError, solve_block
+from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, solve_block
 
 #: What a half-step writes for each solved row.
 SOLUTION_SCHEMA = "idx int, bias double, features array<double>, sse double, n long"
@@ -76,20 +77,49 @@ def partition_ratings(indexed: DataFrame, side: str, num_blocks: int) -> DataFra
     return blocks
 
 
+class BlockMemory(AccumulatorParam):
+    """Accumulates ``(ratings, rows, peak bytes)`` of every solved block (a list)."""
+
+    def zero(self, value: list) -> list:
+        return []
+
+    def addInPlace(self, value1: list, value2: list) -> list:
+        return value1 + value2
+
+
+def memory_probe(spark: SparkSession) -> Accumulator:
+    """An accumulator for :func:`half_step` to record each block's peak solver memory
+    (``tracemalloc``: every NumPy allocation, measured in the Python worker)."""
+    return spark.sparkContext.accumulator([], BlockMemory())
+
+
 def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
-              reg_scale: str, side: str, path: str) -> None:
+              reg_scale: str, side: str, path: str, max_gather: int = DEFAULT_MAX_GATHER,
+              probe: Accumulator | None = None) -> None:
     """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
-    the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``."""
+    the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``.
+
+    ``max_gather`` bounds each block's gather memory (:func:`mfspark.solve.solve_block`);
+    with a ``probe`` (:func:`memory_probe`) each block's peak solver memory is recorded.
+    """
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
 
     def solve(block: pd.DataFrame) -> pd.DataFrame:
         factors, bias = fixed_state.value
+        if probe is not None:
+            tracemalloc.start()
         try:
             sol = solve_block(block["row"].to_numpy(), block["col"].to_numpy(),
-                              block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale)
+                              block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale,
+                              max_gather)
         except SolveError as err:
             raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
+        finally:
+            if probe is not None:
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                probe.add([(len(block), int(block["row"].nunique()), peak)])
         return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,
                              "features": list(sol.factors), "sse": sol.sse, "n": sol.counts})
 

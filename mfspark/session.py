@@ -7,6 +7,8 @@ to the cores instead of Spark's 200 (which makes small jobs several times slower
 Under ``spark-submit`` those settings live in the JVM that started this Python driver, not in
 a fresh Python-side :class:`SparkConf`; the session therefore joins that JVM first and reads
 them from there (otherwise ``--master spark://...`` would silently become ``local[*]``).
+With ``spark.authenticate=true`` the shared secret may come from the environment variable
+``SPARK_AUTHENTICATE_SECRET`` (never from a file in the repository or the command line).
 """
 
 from __future__ import annotations
@@ -32,6 +34,21 @@ def submitted_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+#: Environment variable holding the shared secret of ``spark.authenticate``.
+SECRET_ENV = "SPARK_AUTHENTICATE_SECRET"
+
+
+def add_secret(conf: SparkConf, environ: dict[str, str]) -> None:
+    """Set ``spark.authenticate.secret`` from :data:`SECRET_ENV` when authentication is on
+    and no secret (or secret file) is configured."""
+    if conf.get("spark.authenticate", "false").lower() != "true":
+        return
+    if conf.contains("spark.authenticate.secret") or conf.contains("spark.authenticate.secret.file"):
+        return
+    if environ.get(SECRET_ENV):
+        conf.set("spark.authenticate.secret", environ[SECRET_ENV])
+
+
 def get_session(master: str | None = None, app_name: str = "mfspark",
                 extra: dict[str, str] | None = None) -> SparkSession:
     """The active session, or a new one (``local[*]`` unless a master is given or set)."""
@@ -49,6 +66,7 @@ def get_session(master: str | None = None, app_name: str = "mfspark",
     conf.setIfMissing("spark.app.name", app_name)
     for key, value in {**DEFAULTS, **(extra or {})}.items():
         conf.setIfMissing(key, value)
+    add_secret(conf, dict(os.environ))
     spark = SparkSession.builder.config(conf=conf).getOrCreate()
     if not conf.contains("spark.sql.shuffle.partitions"):
         cores = spark.sparkContext.defaultParallelism

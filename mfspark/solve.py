@@ -29,6 +29,35 @@ REG_SCALES = ("none", "count")
 DEFAULT_MAX_GATHER = 1 << 24
 
 
+def _slot_bytes(k1: int) -> int:
+    """Bytes a padded gather slot takes with ``k1`` columns: the gathered row (float64), its
+    rating index and column index (int64 at most), its mask (bool) and its right-hand side
+    (float64)."""
+    return 8 * k1 + 25
+
+
+def gather_limit(block_memory_mb: int, rank: int) -> int:
+    """The ``max_gather`` (float64 elements of gathered factor rows) whose gather
+    temporaries fit in ``block_memory_mb`` MiB."""
+    k1 = rank + 1
+    return max(1, (block_memory_mb << 20) // _slot_bytes(k1)) * k1
+
+
+def block_memory_bound(n_ratings: int, n_rows: int, rank: int, block_memory_mb: int) -> int:
+    """Upper bound (bytes) on what :func:`solve_block` allocates for one block: the gather
+    budget plus the block's own arrays, which grow with its ratings and rows only.
+
+    Per rating (independent of the rank: factor rows are gathered only within the budget):
+    the sort order and sorted copies of the inputs, the targets ``y`` and the temporaries of
+    the sortedness check and of the row boundaries, at most 16 eight-byte values; per row:
+    its Gram matrix, right-hand side and Cholesky factor, and a few vectors.
+    """
+    k1 = rank + 1
+    per_rating = 8 * 16
+    per_row = 8 * (3 * k1 * k1 + 4 * k1 + 8)
+    return (block_memory_mb << 20) + n_ratings * per_rating + n_rows * per_row + (1 << 20)
+
+
 class SolveError(ValueError):
     """A block's systems could not be solved (not positive definite, or non-finite input)."""
 
@@ -101,8 +130,9 @@ def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.n
     ``cols``/``y`` hold the ratings sorted by row.  Rows are bucketed by their count rounded
     up to a power of two and each bucket is computed as one stacked matrix product on
     zero-padded gathers of ``F`` (padding adds exact zeros), at most ``max_gather`` elements
-    at a time.  A row's result depends only on its own ratings and their order, never on
-    which other rows share its block.
+    at a time (temporaries updated in place, so a chunk takes ``max_gather / (K + 1)`` slots
+    of :func:`_slot_bytes`).  A row's result depends only on its own ratings and their order,
+    never on which other rows share its block.
     """
     n_rows, k1 = len(counts), F.shape[1]
     gram = np.empty((n_rows, k1, k1))
@@ -119,12 +149,15 @@ def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.n
         for lo in range(0, len(members), per_chunk):
             chunk = members[lo:lo + per_chunk]
             mask = offsets[None, :] < counts[chunk][:, None]
-            idx = np.where(mask, start[chunk][:, None] + offsets[None, :], 0)
+            idx = start[chunk][:, None] + offsets[None, :]
+            np.multiply(idx, mask, out=idx)  # padding slots point at rating 0 ...
             G = F[cols[idx]]
-            G[~mask] = 0.0
+            G *= mask[..., None]  # ... and are zeroed
+            yv = y[idx]
+            yv *= mask
             Gt = G.transpose(0, 2, 1)
             gram[chunk] = Gt @ G
-            rhs[chunk] = (Gt @ np.where(mask, y[idx], 0.0)[..., None])[..., 0]
+            rhs[chunk] = (Gt @ yv[..., None])[..., 0]
     return gram, rhs
 
 

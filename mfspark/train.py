@@ -1,6 +1,8 @@
 """The training job as a library call: read, validate, split, index, fit, save.
 
 ``jobs/train.py`` only parses flags and calls :func:`train`; tests call it directly.
+Every row read is accounted for: ``read = used + rejected + merged`` (``metadata.json``,
+``counts``), and the model is committed only once complete (:mod:`mfspark.io.model`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ import pyspark
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
-from mfspark import __version__, als, evaluate
+from mfspark import __version__, als, evaluate, resume
 from mfspark.config import JobConfig
+from mfspark.duplicates import merge_duplicates
 from mfspark.halfstep import SOLUTION_SCHEMA, Side
 from mfspark.indexing import IdIndex, attach_ids, build_index, with_indices
 from mfspark.io import fs
+from mfspark.io.checkpoints import iteration_dir
 from mfspark.io.model import check_writable, write_model
 from mfspark.io.ratings import read_ratings
+from mfspark.quarantine import screen
 from mfspark.split import random_split
-from mfspark.validate import typed_ratings
 
 log = logging.getLogger("mfspark")
 
@@ -44,6 +48,7 @@ class TrainResult:
     train: DataFrame
     test: DataFrame | None
     baselines: dict[str, float]
+    counts: dict[str, int]
 
 
 def versions() -> dict[str, str]:
@@ -73,15 +78,31 @@ def _factor_frame(spark: SparkSession, path: str, index: IdIndex) -> DataFrame:
     return attach_ids(solved, index)
 
 
+def account(read: int, used: int, rejected: int, merged: int) -> dict[str, int]:
+    """The row accounting of a run; a row that went missing is a bug, never data."""
+    counts = {"read": read, "used": used, "rejected": rejected, "merged": merged}
+    if read != used + rejected + merged:
+        raise RuntimeError(f"row accounting does not add up: {counts} "
+                           "(read must equal used + rejected + merged)")
+    return counts
+
+
 def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
-          with_baselines: bool = False) -> TrainResult:
-    """Train the model described by ``config`` and save it under ``config.out``/model."""
+          with_baselines: bool = False, resume_run: bool = False) -> TrainResult:
+    """Train the model described by ``config`` and save it under ``config.out``/model.
+
+    With ``resume_run`` the run continues from the last complete iteration stored under
+    ``config.out``/iterations by an earlier run with the same settings and input
+    (:mod:`mfspark.resume`); the model is the same as an uninterrupted run's.
+    """
     began = time.perf_counter()
     out = fs.qualify(spark, config.out)
     model_dir, work_dir = f"{out}/model", f"{out}/iterations"
     check_writable(spark, model_dir, overwrite)
     source = config.input.path or "the embedded sample"
-    ratings, stats = typed_ratings(read_ratings(spark, config.input), source)
+    good, stats = screen(read_ratings(spark, config.input), config.input, source,
+                         f"{out}/rejected")
+    ratings, merged = merge_duplicates(good, config.input.duplicates, source)
     ratings = ratings.persist(StorageLevel.MEMORY_AND_DISK)
     train_df, test_df = (random_split(ratings, config.test_fraction, config.split_seed)
                          if config.test_fraction > 0 else (ratings, None))
@@ -93,14 +114,21 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
         test = with_indices(test_df, users, items, how="left").persist(StorageLevel.MEMORY_AND_DISK)
     parts = als.partition(indexed, users.counts, items.counts, config.als)
     num_test = test.count() if test is not None else 0
-    log.info("%d ratings read from %s: %d train (%d users, %d items), %d test; mu=%.4f",
-             stats.rows, source, parts.count, len(users), len(items), num_test, parts.mu)
-    fs.delete(spark, work_dir)
+    counts = account(stats.rows, parts.count + num_test, stats.rejected, merged)
+    log.info("%d ratings read from %s: %d used (%d train with %d users and %d items, %d test), "
+             "%d rejected, %d merged; mu=%.4f", stats.rows, source, counts["used"], parts.count,
+             len(users), len(items), num_test, stats.rejected, merged, parts.mu)
+    record = resume.run_record(config, parts, counts)
+    state = (resume.resume_point(spark, work_dir, record, parts, config.als.rank,
+                                 config.als.iterations) if resume_run else None)
+    if state is None:
+        resume.start(spark, work_dir, record)
     base = baselines(parts, config, test, f"{out}/baselines") if with_baselines and test else {}
     if base:
         fs.delete(spark, f"{out}/baselines")
-    fitted = als.fit(parts, config.als, work_dir, test=test, on_iteration=log_iteration)
-    last = f"{work_dir}/iter-{config.als.iterations:04d}"
+    fitted = als.fit(parts, config.als, work_dir, test=test, on_iteration=log_iteration,
+                     resume=state)
+    last = iteration_dir(work_dir, config.als.iterations)
     metadata = {
         "format": "mfspark-model", "format_version": 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,7 +136,12 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
         "user_id_type": stats.user_type, "item_id_type": stats.item_type,
         "num_users": len(users), "num_items": len(items),
         "rows_read": stats.rows, "num_train": parts.count, "num_test": num_test,
-        "input": {"path": source, "format": config.input.format},
+        "counts": counts, "rejected_by_reason": stats.bad,
+        "input": {"path": source, "format": config.input.format,
+                  "on_bad_rows": config.input.on_bad_rows,
+                  "duplicates": config.input.duplicates,
+                  "rating_range": record["input"]["rating_range"]},
+        "resumed_after_iteration": len(state.history) if state is not None else None,
         "test_fraction": config.test_fraction, "split_seed": config.split_seed,
         "baselines": base, "history": fitted.history, "versions": versions(),
     }
@@ -118,4 +151,4 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     ratings.unpersist()
     metadata["seconds"] = time.perf_counter() - began
     return TrainResult(model_dir=model_dir, metadata=metadata, fitted=fitted, users=users,
-                       items=items, train=indexed, test=test, baselines=base)
+                       items=items, train=indexed, test=test, baselines=base, counts=counts)

@@ -109,6 +109,29 @@ def test_half_steps_group_by_block_without_reshuffling(spark):
         blocks.unpersist()
 
 
+def test_same_model_whatever_the_blocks_and_partitions(spark, tmp_path):
+    """Same data, seed and settings: the same factors (<= 1e-9) with 1, 3 and 8 blocks per
+    side, the input spread over different partition counts."""
+    users, items, ratings = random_ratings(50, 35, 0.25, seed=13)
+    fits = {}
+    for blocks, slices in [(1, 1), (3, 5), (8, 2)]:
+        params = ALSParams(rank=5, reg=0.1, iterations=4, num_user_blocks=blocks,
+                           num_item_blocks=blocks)
+        frame = indexed_frame(spark, users, items, ratings).repartition(slices)
+        parts = als.partition(frame, np.bincount(users), np.bincount(items), params)
+        try:
+            fits[blocks] = als.fit(parts, params, str(tmp_path / str(blocks)))
+        finally:
+            parts.unpersist()
+    for blocks in (3, 8):
+        for side in ("users", "items"):
+            a, b = getattr(fits[1], side), getattr(fits[blocks], side)
+            np.testing.assert_allclose(b.factors, a.factors, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(b.bias, a.bias, rtol=0, atol=1e-9)
+        assert [h["objective"] for h in fits[blocks].history] == pytest.approx(
+            [h["objective"] for h in fits[1].history], rel=1e-12)
+
+
 def test_in_memory_floor_equals_reference():
     from mfspark.local import fit_in_memory
 

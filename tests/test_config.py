@@ -26,6 +26,12 @@ def test_every_shipped_config_loads():
     ("als", "reg_scale", "ridge", "als.reg_scale must be one of"),
     ("als", "iterations", 0, "als.iterations must be an integer >= 1, got 0"),
     ("input", "format", "xls", "input.format must be one of"),
+    ("input", "on_bad_rows", "drop", "input.on_bad_rows must be one of ('fail', 'quarantine')"),
+    ("input", "duplicates", "first", "input.duplicates must be one of ('fail', 'last', 'mean')"),
+    ("input", "rating_range", [5, 1], "input.rating_range must be [min, max] with finite min"),
+    ("input", "rating_range", [1], "input.rating_range must be [min, max]"),
+    ("input", "rating_range", True, "input.rating_range must be [min, max]"),
+    ("als", "block_memory_mb", 0, "als.block_memory_mb must be an integer >= 1, got 0"),
     ("output", "test_fraction", 1.5, "output.test_fraction must be a number in [0, 1), got 1.5"),
 ])
 def test_bad_values_name_field_and_value(table, key, value, message):
@@ -53,3 +59,16 @@ def test_flags_override_file(tmp_path):
 def test_round_trip_through_dict():
     c = cfg.override(cfg.JobConfig(), rank=3, delimiter=";", test_fraction=0.2)
     assert cfg.from_dict(cfg.to_dict(c)) == c
+
+
+def test_rating_range_in_toml(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text("[input]\nrating_range = [1, 10]\n")
+    assert cfg.load(path).input.rating_range == (1, 10)
+    path.write_text("[input]\nrating_range = false\n")
+    off = cfg.load(path)
+    assert off.input.rating_range is None
+    assert cfg.to_dict(off)["input"]["rating_range"] is False  # TOML has no null
+    assert cfg.from_dict(cfg.to_dict(off)) == off
+    assert cfg.JobConfig().input.rating_range == (0.5, 5.0)
+    assert cfg.override(cfg.JobConfig(), rating_range=False).input.rating_range is None

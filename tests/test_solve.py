@@ -106,3 +106,36 @@ def test_penalty_weights_by_count():
     f, b, n = np.array([[1.0, 2.0]]), np.array([3.0]), np.array([4])
     assert penalty(f, b, n, 0.5, "none") == pytest.approx(0.5 * 14)
     assert penalty(f, b, n, 0.5, "count") == pytest.approx(0.5 * 4 * 14)
+
+
+def test_block_memory_is_bounded_whatever_the_skew():
+    """One row with 200K ratings among 400K: the solver's peak allocation stays within
+    :func:`block_memory_bound`, and the gather budget is what a larger setting spends."""
+    import tracemalloc
+
+    from mfspark.solve import block_memory_bound, gather_limit
+
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([np.zeros(200_000, np.int64), np.repeat(np.arange(1, 5001), 40)])
+    cols = np.concatenate([np.arange(200_000), rng.integers(0, 200_000, 200_000)])
+    ratings = rng.integers(1, 11, len(rows)) / 2.0
+    V, c = rng.standard_normal((200_000, 4)), np.zeros(200_000)
+    peaks, solutions = {}, {}
+    for mb in (1, 64):
+        tracemalloc.start()
+        solutions[mb] = solve_block(rows, cols, ratings, V, c, 3.0, 0.1, "count",
+                                    gather_limit(mb, 4))
+        peaks[mb] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peaks[mb] <= block_memory_bound(len(rows), 5001, 4, mb)
+    assert peaks[1] < peaks[64]
+    np.testing.assert_allclose(solutions[1].factors, solutions[64].factors, rtol=1e-12, atol=1e-14)
+
+
+def test_gather_limit_fits_the_budget():
+    from mfspark.solve import _slot_bytes, gather_limit
+
+    for mb, rank in [(1, 0), (8, 4), (128, 50)]:
+        elements = gather_limit(mb, rank)
+        assert elements % (rank + 1) == 0
+        assert elements // (rank + 1) * _slot_bytes(rank + 1) <= mb << 20

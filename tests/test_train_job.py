@@ -105,3 +105,48 @@ def test_missing_java_stops_with_instructions():
                           text=True, env={"PATH": "/nonexistent"}, timeout=30)
     assert proc.returncode == 1
     assert "apt-get install openjdk-17-jre-headless" in proc.stderr
+
+
+def test_dirty_input_is_accounted_for_in_the_metadata(spark, tmp_path):
+    """Quarantine + mean: every row read is used, rejected (with its reason) or merged."""
+    rng = np.random.default_rng(1)
+    good = [f"{u},{i},{rng.integers(1, 6)},{100 + u}" for u in range(12) for i in range(8)
+            if rng.random() < 0.7]
+    bad = ["3,1,seven,5", "4,2,,5", "5,3,NaN,5", ",1,3,5", "6,,3,5", "7,1,9.5,5"]
+    dups = ["0,0,1,1", "0,0,5,2", "1,1,2,3"]  # pairs that may also appear in `good`
+    (tmp_path / "r.csv").write_text("\n".join(["user,item,rating,timestamp", *good, *bad, *dups])
+                                    + "\n")
+    config = cfg.override(cfg.JobConfig(), path=str(tmp_path / "r.csv"), out=str(tmp_path / "o"),
+                          rank=2, iterations=1, test_fraction=0.2, on_bad_rows="quarantine",
+                          duplicates="mean")
+    result = train(spark, config)
+    counts = json.loads((tmp_path / "o" / "model" / "metadata.json").read_text())["counts"]
+    read = len(good) + len(bad) + len(dups)
+    pairs = {tuple(line.split(",")[:2]) for line in good + dups}
+    assert counts == {"read": read, "used": len(pairs), "rejected": len(bad),
+                      "merged": len(good) + len(dups) - len(pairs)}
+    assert counts["read"] == counts["used"] + counts["rejected"] + counts["merged"]
+    assert result.metadata["rejected_by_reason"] == {
+        "null user ID": 1, "null item ID": 1, "null rating": 1, "non-numeric rating": 1,
+        "NaN or infinite rating": 1, "rating outside [0.5, 5.0]": 1}
+    rejected = spark.read.parquet(str(tmp_path / "o" / "rejected"))
+    assert rejected.count() == len(bad) and "reason" in rejected.columns
+
+
+def test_rating_range_flags(tmp_path):
+    """--rating-range MIN MAX and --no-rating-range reach the config; conflicting ones don't."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_job", ROOT / "jobs" / "train.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.settings(job.parser().parse_args([])).input.rating_range == (0.5, 5.0)
+    assert job.settings(job.parser().parse_args(["--rating-range", "1", "10"])).input \
+        .rating_range == (1.0, 10.0)
+    args = job.parser().parse_args(["--no-rating-range", "--on-bad-rows", "quarantine",
+                                    "--duplicates", "last", "--block-memory-mb", "16"])
+    c = job.settings(args)
+    assert (c.input.rating_range, c.input.on_bad_rows, c.input.duplicates,
+            c.als.block_memory_mb) == (None, "quarantine", "last", 16)
+    with pytest.raises(SystemExit):
+        job.parser().parse_args(["--no-rating-range", "--rating-range", "1", "5"])

@@ -1,9 +1,12 @@
 """The saved model: ``user_factors/`` and ``item_factors/`` (Parquet: ``id``, ``bias``,
 ``features``) and ``metadata.json``, committed atomically.
 
-A model is first written to a hidden sibling directory and renamed into place only when
-every part is complete; ``_COMPLETE`` is written last inside it.  A directory without that
-marker is never loaded, and an existing model is replaced only when asked to.
+A model is first written to a hidden sibling directory (``.NAME.incomplete-*``), renamed
+into place only when every part is complete, and committed by writing ``_COMPLETE`` inside
+it after the rename.  A directory without that marker is never loaded, so a run killed at
+any point leaves nothing that loads as a model (a staging directory has no marker either);
+stale staging directories of killed runs are removed by the next write.  An existing model
+is replaced only when asked to.  Loading reads Parquet and JSON only: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -48,25 +51,34 @@ def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
     """Write and commit a model at ``model_dir``."""
     check_writable(spark, model_dir, overwrite)
     parent, name = model_dir.rstrip("/").rsplit("/", 1) if "/" in model_dir else (".", model_dir)
-    staging = f"{parent}/.{name}.incomplete-{uuid.uuid4().hex[:12]}"
+    prefix = f".{name}.incomplete-"
+    for stale in fs.list_names(spark, parent):
+        if stale.startswith(prefix):
+            fs.delete(spark, f"{parent}/{stale}")
+    staging = f"{parent}/{prefix}{uuid.uuid4().hex[:12]}"
     try:
         user_factors.write.parquet(f"{staging}/user_factors")
         item_factors.write.parquet(f"{staging}/item_factors")
         fs.write_text(spark, f"{staging}/metadata.json", json.dumps(metadata, indent=2))
-        fs.write_text(spark, f"{staging}/{MARKER}", "")
         if fs.exists(spark, model_dir):
             fs.delete(spark, model_dir)
         fs.rename(spark, staging, model_dir)
+        fs.write_text(spark, f"{model_dir}/{MARKER}", "")  # the commit
     finally:
         fs.delete(spark, staging)
 
 
 def read_model(spark: SparkSession, model_dir: str) -> SavedModel:
-    """Load a committed model; refuses a directory that lacks the completion marker."""
+    """Load a committed model; refuses a directory that lacks the completion marker.
+
+    Reads ``metadata.json`` (JSON) and the ``*.parquet`` files of the two factor
+    directories, nothing else: no file is ever unpickled or executed.
+    """
     if not fs.exists(spark, f"{model_dir}/{MARKER}"):
         raise IncompleteModelError(f"{model_dir} is not a complete mfspark model "
                                    f"(no {MARKER} marker)")
     metadata = json.loads(fs.read_text(spark, f"{model_dir}/metadata.json"))
-    return SavedModel(user_factors=spark.read.parquet(f"{model_dir}/user_factors"),
-                      item_factors=spark.read.parquet(f"{model_dir}/item_factors"),
+    parquet = spark.read.option("pathGlobFilter", "*.parquet")  # stray files are ignored
+    return SavedModel(user_factors=parquet.parquet(f"{model_dir}/user_factors"),
+                      item_factors=parquet.parquet(f"{model_dir}/item_factors"),
                       metadata=metadata)

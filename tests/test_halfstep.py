@@ -1,0 +1,52 @@
+"""Skew: one user with 200K of 1M ratings trains with every block inside its memory bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mfspark import als
+from mfspark.config import ALSParams
+from mfspark.halfstep import memory_probe
+from mfspark.solve import block_memory_bound
+
+N_RATINGS, HEAVY, N_ITEMS = 1_000_000, 200_000, 200_000
+
+
+def skewed_ratings(seed: int = 0) -> pd.DataFrame:
+    """User 0 rates 200K distinct items; 20K other users rate 40 items each (1M in all)."""
+    rng = np.random.default_rng(seed)
+    others = N_RATINGS - HEAVY
+    users = np.concatenate([np.zeros(HEAVY, np.int32),
+                            np.repeat(np.arange(1, others // 40 + 1, dtype=np.int32), 40)])
+    items = np.concatenate([rng.permutation(N_ITEMS).astype(np.int32),
+                            rng.integers(0, N_ITEMS, others, dtype=np.int32)])
+    return pd.DataFrame({"user_idx": users, "item_idx": items,
+                         "rating": rng.integers(1, 11, N_RATINGS) / 2.0})
+
+
+def test_skewed_user_trains_within_the_block_memory_bound(spark, tmp_path):
+    pdf = skewed_ratings()
+    assert len(pdf) == N_RATINGS and (pdf.user_idx == 0).sum() == HEAVY
+    params = ALSParams(rank=4, reg=0.1, iterations=2, num_user_blocks=4, num_item_blocks=4,
+                       block_memory_mb=8)
+    user_counts = np.bincount(pdf.user_idx)
+    item_counts = np.bincount(pdf.item_idx, minlength=N_ITEMS)
+    parts = als.partition(spark.createDataFrame(pdf), user_counts, item_counts, params)
+    probe = memory_probe(spark)
+    try:
+        fitted = als.fit(parts, params, str(tmp_path), probe=probe)
+    finally:
+        parts.unpersist()
+    assert np.isfinite(fitted.users.factors).all() and fitted.history[-1]["train_rmse"] < 2
+    blocks = probe.value
+    assert len(blocks) == 2 * (4 + 4)  # every block of every half-step was measured
+    assert sum(n for n, _, _ in blocks) == 2 * 2 * N_RATINGS
+    for n, rows, peak in blocks:
+        assert peak <= block_memory_bound(n, rows, params.rank, params.block_memory_mb), \
+            (n, rows, peak)
+    heavy = max(blocks, key=lambda b: b[0])
+    assert heavy[0] >= HEAVY  # the heavy user's block was among them
+    print(f"heaviest block: {heavy[0]} ratings, {heavy[1]} rows, peak {heavy[2] / 2**20:.1f} "
+          f"MiB <= bound {block_memory_bound(heavy[0], heavy[1], 4, 8) / 2**20:.1f} MiB; "
+          f"max peak of all blocks {max(b[2] for b in blocks) / 2**20:.1f} MiB")
