@@ -116,11 +116,11 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
         began = time.perf_counter()
         path = f"{work_dir}/iter-{it:04d}"
         half_step(ratings.by_user, items, ratings.mu, params.reg, params.reg_scale, "user",
-                  f"{path}/user")
+                  f"{path}/user", params.biases)
         users, sse_user = read_side(spark, f"{path}/user", ratings.user_counts, rank,
                                     what=f"iteration {it}, user step")
         half_step(ratings.by_item, users, ratings.mu, params.reg, params.reg_scale, "item",
-                  f"{path}/item")
+                  f"{path}/item", params.biases)
         items, sse = read_side(spark, f"{path}/item", ratings.item_counts, rank,
                                what=f"iteration {it}, item step")
         entry = {"iteration": it,

@@ -48,6 +48,8 @@ class ALSParams:
     """Blocks of users (one grouped-UDF group each); None: twice the default parallelism."""
     num_item_blocks: int | None = None
     """Blocks of items; None: as for users."""
+    biases: bool = True
+    """Fit the user and item biases b, c (False: ``mu + u . v`` only; needs rank >= 1)."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
@@ -59,6 +61,9 @@ class ALSParams:
         _require(isinstance(self.iterations, int) and self.iterations >= 1, "als.iterations",
                  self.iterations, "an integer >= 1")
         _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
+        _require(isinstance(self.biases, bool), "als.biases", self.biases, "true or false")
+        _require(self.biases or self.rank >= 1, "als.rank", self.rank,
+                 ">= 1 when als.biases is false (nothing would be fitted)")
         for name in ("num_user_blocks", "num_item_blocks"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",

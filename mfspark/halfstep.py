@@ -75,9 +75,10 @@ def partition_ratings(indexed: DataFrame, side: str, num_blocks: int) -> DataFra
 
 
 def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
-              reg_scale: str, side: str, path: str) -> None:
+              reg_scale: str, side: str, path: str, biases: bool = True) -> None:
     """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
-    the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``."""
+    the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path`` (``biases=False``: factors
+    only, biases stay zero)."""
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
 
@@ -85,7 +86,8 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
         factors, bias = fixed_state.value
         try:
             sol = solve_block(block["row"].to_numpy(), block["col"].to_numpy(),
-                              block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale)
+                              block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale,
+                              biases=biases)
         except SolveError as err:
             raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
         return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,

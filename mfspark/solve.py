@@ -161,7 +161,7 @@ def cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
                 lam: float, reg_scale: str,
-                max_gather: int = DEFAULT_MAX_GATHER) -> BlockSolution:
+                max_gather: int = DEFAULT_MAX_GATHER, biases: bool = True) -> BlockSolution:
     """Exact half-step for every row present in one block.
 
     Parameters
@@ -178,6 +178,9 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     lam : float
         Regularization strength; with ``reg_scale="count"`` it is multiplied by each row's
         rating count.
+    biases : bool
+        False fits ``u_i`` alone on ``x_j = v_j`` (no bias term; the returned ``bias`` is
+        zero), for the model ``mu + u_i . v_j``.
     """
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
@@ -186,7 +189,7 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     order = np.lexsort((ratings, cols, rows))
     rows, cols, ratings = rows[order], cols[order], ratings[order]
     uniq, start, counts = np.unique(rows, return_index=True, return_counts=True)
-    X = augmented(fixed_factors, cols)
+    X = augmented(fixed_factors, cols) if biases else np.asarray(fixed_factors[cols], np.float64)
     y = ratings - fixed_bias[cols] - mu
     gram, rhs = normal_equations(X, y, start, counts, max_gather)
     k1 = X.shape[1]
@@ -194,5 +197,6 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     w = cholesky_solve(gram, rhs)
     resid = y - np.einsum("nk,nk->n", X, np.repeat(w, counts, axis=0))
     sse = np.add.reduceat(resid * resid, start) if len(start) else np.zeros(0)
-    return BlockSolution(rows=uniq, factors=w[:, :-1].copy(), bias=w[:, -1].copy(),
-                         sse=sse, counts=counts.astype(np.int64))
+    factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+    return BlockSolution(rows=uniq, factors=factors, bias=bias, sse=sse,
+                         counts=counts.astype(np.int64))

@@ -25,6 +25,7 @@ def test_every_shipped_config_loads():
     ("als", "reg", 0.0, "als.reg must be a finite number > 0, got 0.0"),
     ("als", "reg_scale", "ridge", "als.reg_scale must be one of"),
     ("als", "iterations", 0, "als.iterations must be an integer >= 1, got 0"),
+    ("als", "biases", "yes", "als.biases must be true or false, got 'yes'"),
     ("input", "format", "xls", "input.format must be one of"),
     ("output", "test_fraction", 1.5, "output.test_fraction must be a number in [0, 1), got 1.5"),
 ])
@@ -53,3 +54,8 @@ def test_flags_override_file(tmp_path):
 def test_round_trip_through_dict():
     c = cfg.override(cfg.JobConfig(), rank=3, delimiter=";", test_fraction=0.2)
     assert cfg.from_dict(cfg.to_dict(c)) == c
+
+
+def test_rank_zero_needs_biases():
+    with pytest.raises(cfg.ConfigError, match="als.rank must be >= 1 when als.biases is false"):
+        cfg.ALSParams(rank=0, biases=False)
