@@ -53,8 +53,13 @@ def _problems(df: DataFrame) -> dict[str, Column]:
     return checks
 
 
-def typed_ratings(df: DataFrame, source: str = "input") -> tuple[DataFrame, RatingStats]:
-    """Check ``df`` (canonical columns) and return it typed, with what was counted."""
+def typed_ratings(df: DataFrame, source: str = "input",
+                  keep_id_types: bool = False) -> tuple[DataFrame, RatingStats]:
+    """Check ``df`` (canonical columns) and return it typed, with what was counted.
+
+    ``keep_id_types=True`` leaves string IDs as strings even when they all look like
+    integers (a DataFrame's own types are the caller's choice; only text files are retyped).
+    """
     checks = _problems(df)
     aggs = [F.count(F.lit(1)).alias("rows")]
     aggs += [F.sum(F.when(cond, 1).otherwise(0)).alias(f"p{i}")
@@ -77,7 +82,7 @@ def typed_ratings(df: DataFrame, source: str = "input") -> tuple[DataFrame, Rati
             f"fix the input or filter it first. First offending rows: {examples}")
     types = {}
     for side in ("user", "item"):
-        if _is_text(df, side) and counts[side] == 0:
+        if _is_text(df, side) and counts[side] == 0 and not keep_id_types:
             df = df.withColumn(side, F.col(side).cast("long"))
         types[side] = df.schema[side].dataType.simpleString()
     df = df.withColumn("rating", F.col("rating").cast("double"))
