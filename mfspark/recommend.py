@@ -143,3 +143,11 @@ def recommend(src: DataFrame, dst: DataFrame, mu: float, k: int, block_size: int
                     F.transform("best", lambda x: F.struct(
                         x["dst"].alias(dst_col),
                         x["score"].cast("float").alias("rating"))).alias("recommendations")))
+
+
+def flatten(recs: DataFrame, src_col: str, dst_col: str) -> DataFrame:
+    """MLlib-shaped recommendations as one row per recommendation: ``src_col``, ``rank``
+    (1 = best), ``dst_col``, ``score`` (for CSV, which has no arrays)."""
+    return (recs.select(src_col, F.posexplode("recommendations").alias("pos", "r"))
+            .select(src_col, (F.col("pos") + 1).alias("rank"), F.col("r")[dst_col].alias(dst_col),
+                    F.col("r")["rating"].alias("score")))
