@@ -10,7 +10,6 @@ the original IDs.  No training math lives here.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import uuid
 from datetime import datetime, timezone
@@ -32,8 +31,6 @@ from mfspark.model import ALSModel
 from mfspark.params import EstimatorParams, ParamError
 from mfspark.train import log_iteration, versions
 from mfspark.validate import typed_ratings
-
-log = logging.getLogger("mfspark")
 
 
 def factor_frame(spark: SparkSession, index: IdIndex, side: Side) -> DataFrame:

@@ -60,7 +60,7 @@ def _side(row: pa.RecordBatch, name: str) -> tuple[pa.Array, np.ndarray, np.ndar
     ids = row.column(f"{name}_ids").flatten()
     bias = row.column(f"{name}_bias").flatten().to_numpy(zero_copy_only=False)
     flat = row.column(f"{name}_features").flatten().to_numpy(zero_copy_only=False)
-    return ids, bias, flat.reshape(len(ids), -1) if len(ids) else flat.reshape(0, 0)
+    return ids, bias, flat.reshape(len(ids), -1)  # a block is never empty; rank 0: (n, 0)
 
 
 def _positions(ids: pa.Array, values: pa.Array) -> np.ndarray:
@@ -82,9 +82,6 @@ def _scorer(mu: float, k: int, with_seen: bool):
                             _positions(dst_ids, row.column("seen_dst").flatten()))
                     ok = (seen[0] >= 0) & (seen[1] >= 0)
                     seen = (seen[0][ok], seen[1][ok])
-                if src_f.shape[1] != dst_f.shape[1]:  # rank 0: no factor entries at all
-                    src_f = np.zeros((len(src_ids), 0))
-                    dst_f = np.zeros((len(dst_ids), 0))
                 rows, cols, scores = block_top_k(src_f, src_bias, dst_f, dst_bias, mu, k, seen)
                 yield pa.RecordBatch.from_arrays(
                     [src_ids.take(pa.array(rows)), dst_ids.take(pa.array(cols)),

@@ -109,3 +109,12 @@ def test_bad_k_is_refused(spark):
     exclude = spark.createDataFrame([(1, 7)], ["user", "x"])
     with pytest.raises(ValueError, match="needs column 'i'"):
         recommend(users, users, MU, 2, 10, "user", "i", exclude.select("user", F.col("x")))
+
+
+def test_rank_zero_ranks_by_item_bias():
+    c = np.array([0.5, 2.0, -1.0, 1.0])
+    rows, cols, scores = block_top_k(np.zeros((2, 0)), np.array([0.0, 1.0]), np.zeros((4, 0)),
+                                     c, MU, 2)
+    for r, b in ((0, 0.0), (1, 1.0)):
+        assert sorted(cols[rows == r]) == [1, 3]
+        np.testing.assert_allclose(sorted(scores[rows == r]), [MU + b + 1.0, MU + b + 2.0])
