@@ -1,5 +1,6 @@
-"""Saving and loading ``ALSModel``: the model layout of ``jobs/train.py``, parameters kept,
-a saved ``PipelineModel`` that loads and predicts the same values, and the job's model."""
+"""Saving and loading ``ALSModel`` (the estimator's model): the model layout of
+``jobs/train.py``, parameters kept, a saved ``PipelineModel`` that loads and predicts the
+same values, and the training job's model."""
 
 from __future__ import annotations
 
