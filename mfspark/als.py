@@ -143,11 +143,11 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
         began = time.perf_counter()
         path = iteration_dir(work_dir, it)
         half_step(ratings.by_user, result.items, ratings.mu, params.reg, params.reg_scale,
-                  "user", f"{path}/user", max_gather, probe)
+                  "user", f"{path}/user", max_gather, probe, params.biases)
         users, sse_user = read_side(spark, f"{path}/user", ratings.user_counts, rank,
                                     what=f"iteration {it}, user step")
         half_step(ratings.by_item, users, ratings.mu, params.reg, params.reg_scale, "item",
-                  f"{path}/item", max_gather, probe)
+                  f"{path}/item", max_gather, probe, params.biases)
         items, sse = read_side(spark, f"{path}/item", ratings.item_counts, rank,
                                what=f"iteration {it}, item step")
         entry = {"iteration": it,

@@ -55,6 +55,8 @@ class ALSParams:
     block_memory_mb: int = 128
     """Memory budget (MiB) for building one block's normal equations (the gathered, padded
     factor rows); bounds a block's memory whatever the skew of its rows' rating counts."""
+    biases: bool = True
+    """Fit the user and item biases b, c (False: ``mu + u . v`` only; needs rank >= 1)."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
@@ -68,6 +70,9 @@ class ALSParams:
         _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
         _require(isinstance(self.block_memory_mb, int) and self.block_memory_mb >= 1,
                  "als.block_memory_mb", self.block_memory_mb, "an integer >= 1")
+        _require(isinstance(self.biases, bool), "als.biases", self.biases, "true or false")
+        _require(self.biases or self.rank >= 1, "als.rank", self.rank,
+                 ">= 1 when als.biases is false (nothing would be fitted)")
         for name in ("num_user_blocks", "num_item_blocks"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",

@@ -95,12 +95,13 @@ def memory_probe(spark: SparkSession) -> Accumulator:
 
 def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
               reg_scale: str, side: str, path: str, max_gather: int = DEFAULT_MAX_GATHER,
-              probe: Accumulator | None = None) -> None:
+              probe: Accumulator | None = None, biases: bool = True) -> None:
     """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
     the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``.
 
     ``max_gather`` bounds each block's gather memory (:func:`mfspark.solve.solve_block`);
-    with a ``probe`` (:func:`memory_probe`) each block's peak solver memory is recorded.
+    with a ``probe`` (:func:`memory_probe`) each block's peak solver memory is recorded;
+    ``biases=False`` fits factors only (biases stay zero).
     """
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
@@ -112,7 +113,7 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
         try:
             sol = solve_block(block["row"].to_numpy(), block["col"].to_numpy(),
                               block["rating"].to_numpy(), factors, bias, mu, lam, reg_scale,
-                              max_gather)
+                              max_gather, biases=biases)
         except SolveError as err:
             raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
         finally:

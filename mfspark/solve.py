@@ -198,7 +198,7 @@ def cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
                 lam: float, reg_scale: str,
-                max_gather: int = DEFAULT_MAX_GATHER) -> BlockSolution:
+                max_gather: int = DEFAULT_MAX_GATHER, biases: bool = True) -> BlockSolution:
     """Exact half-step for every row present in one block.
 
     Parameters
@@ -215,6 +215,9 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     lam : float
         Regularization strength; with ``reg_scale="count"`` it is multiplied by each row's
         rating count.
+    biases : bool
+        False fits ``u_i`` alone on ``x_j = v_j`` (no bias term; the returned ``bias`` is
+        zero), for the model ``mu + u_i . v_j``.
     """
     rows = np.asarray(rows)
     cols = np.asarray(cols)
@@ -226,7 +229,8 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
     counts = np.diff(np.r_[start, len(rows)])
     y = ratings - fixed_bias[cols] - mu
-    gram, rhs = normal_equations(augmented(fixed_factors), cols, y, start, counts, max_gather)
+    F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
+    gram, rhs = normal_equations(F, cols, y, start, counts, max_gather)
     k1 = gram.shape[1]
     lam_rows = regularization(counts, lam, reg_scale)
     gram[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
@@ -235,9 +239,9 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     # since (X^T X + lam I) w = rhs
     yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)
     sse = yy - np.einsum("rk,rk->r", w, rhs) - lam_rows * np.einsum("rk,rk->r", w, w)
-    return BlockSolution(rows=rows[start].astype(np.int64), factors=w[:, :-1].copy(),
-                         bias=w[:, -1].copy(), sse=np.maximum(sse, 0.0),
-                         counts=counts.astype(np.int64))
+    factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+    return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
+                         sse=np.maximum(sse, 0.0), counts=counts.astype(np.int64))
 
 
 def _sorted(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> bool:

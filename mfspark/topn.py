@@ -29,3 +29,47 @@ def top_n(user_factors: np.ndarray, user_bias: np.ndarray, item_factors: np.ndar
         best = np.pad(best, ((0, 0), (0, pad)), constant_values=-1)
         picked = np.pad(picked, ((0, 0), (0, pad)), constant_values=np.nan)
     return best, picked
+
+
+def block_top_k(user_factors: np.ndarray, user_bias: np.ndarray, item_factors: np.ndarray,
+                item_bias: np.ndarray, mu: float, k: int,
+                seen: tuple[np.ndarray, np.ndarray] | None = None,
+                max_elements: int = 1 << 22) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best items of each user within one (user block, item block) pair.
+
+    Scores ``mu + b_i + c_j + u_i . v_j`` are computed as one matrix product per chunk of
+    users (at most ``max_elements`` scores in memory at a time) and cut to each user's ``k``
+    best with ``argpartition`` (unordered: the caller merges the blocks' candidates).
+    ``seen = (user positions, item positions)`` marks pairs never to recommend.
+
+    Returns
+    -------
+    rows, cols, scores : ndarray
+        Flat arrays of the kept candidates: user position, item position, score.
+    """
+    n_users, n_items = len(user_bias), len(item_bias)
+    take = min(k, n_items)
+    if take <= 0 or n_users == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    masked = seen is not None and len(seen[0]) > 0
+    if masked:
+        order = np.argsort(seen[0], kind="stable")
+        seen_rows, seen_cols = seen[0][order], seen[1][order]
+    step = max(1, max_elements // max(n_items, 1))
+    out_rows, out_cols, out_scores = [], [], []
+    for lo in range(0, n_users, step):
+        hi = min(lo + step, n_users)
+        scores = user_factors[lo:hi] @ item_factors.T + item_bias[None, :]
+        scores += (user_bias[lo:hi] + mu)[:, None]
+        if masked:
+            a, b = np.searchsorted(seen_rows, [lo, hi])
+            scores[seen_rows[a:b] - lo, seen_cols[a:b]] = -np.inf
+        best = (np.argpartition(-scores, take - 1, axis=1)[:, :take] if take < n_items
+                else np.broadcast_to(np.arange(n_items), (hi - lo, n_items)))
+        picked = np.take_along_axis(scores, best, axis=1)
+        keep = np.isfinite(picked)
+        out_rows.append(np.nonzero(keep)[0] + lo)
+        out_cols.append(best[keep])
+        out_scores.append(picked[keep])
+    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_scores)

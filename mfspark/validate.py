@@ -118,11 +118,12 @@ def inspect(tagged: DataFrame, names: list[str]) -> Inspection:
                       integer={side: counts[side] == 0 for side in text})
 
 
-def typed(df: DataFrame, found: Inspection) -> DataFrame:
+def typed(df: DataFrame, found: Inspection, keep_id_types: bool = False) -> DataFrame:
     """Cast the (good) rows' text IDs and timestamps to long where all are integers, and the
-    rating to double."""
+    rating to double.  ``keep_id_types=True`` leaves string IDs as strings (a DataFrame's own
+    types are the caller's choice; only text files are retyped)."""
     for side, integer in found.integer.items():
-        if integer:
+        if integer and not (keep_id_types and side in ("user", "item")):
             df = df.withColumn(side, F.col(side).try_cast("long"))
     return df.withColumn("rating", F.col("rating").try_cast("double"))
 
@@ -152,15 +153,16 @@ def id_types(df: DataFrame) -> tuple[str, str]:
 
 
 def typed_ratings(df: DataFrame, source: str = "input",
-                  rating_range: tuple[float, float] | None = None
-                  ) -> tuple[DataFrame, RatingStats]:
-    """Check ``df`` (canonical columns) and return it typed; any bad row is an error."""
+                  rating_range: tuple[float, float] | None = None,
+                  keep_id_types: bool = False) -> tuple[DataFrame, RatingStats]:
+    """Check ``df`` (canonical columns) and return it typed; any bad row is an error.
+    ``keep_id_types``: see :func:`typed`."""
     tagged = tag(df, rating_range)
     found = inspect(tagged, reasons(rating_range))
     check_not_empty(found.rows, source)
     if found.bad:
         raise InvalidRatingsError(bad_rows_message(
             source, found.bad, found.rows, first_rows(tagged, F.col("reason").isNotNull())))
-    out = typed(df, found)
+    out = typed(df, found, keep_id_types)
     user_type, item_type = id_types(out)
     return out, RatingStats(rows=found.rows, user_type=user_type, item_type=item_type)

@@ -25,6 +25,7 @@ def test_every_shipped_config_loads():
     ("als", "reg", 0.0, "als.reg must be a finite number > 0, got 0.0"),
     ("als", "reg_scale", "ridge", "als.reg_scale must be one of"),
     ("als", "iterations", 0, "als.iterations must be an integer >= 1, got 0"),
+    ("als", "biases", "yes", "als.biases must be true or false, got 'yes'"),
     ("input", "format", "xls", "input.format must be one of"),
     ("input", "on_bad_rows", "drop", "input.on_bad_rows must be one of ('fail', 'quarantine')"),
     ("input", "duplicates", "first", "input.duplicates must be one of ('fail', 'last', 'mean')"),
@@ -72,3 +73,8 @@ def test_rating_range_in_toml(tmp_path):
     assert cfg.from_dict(cfg.to_dict(off)) == off
     assert cfg.JobConfig().input.rating_range == (0.5, 5.0)
     assert cfg.override(cfg.JobConfig(), rating_range=False).input.rating_range is None
+
+
+def test_rank_zero_needs_biases():
+    with pytest.raises(cfg.ConfigError, match="als.rank must be >= 1 when als.biases is false"):
+        cfg.ALSParams(rank=0, biases=False)

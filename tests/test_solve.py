@@ -139,3 +139,18 @@ def test_gather_limit_fits_the_budget():
         elements = gather_limit(mb, rank)
         assert elements % (rank + 1) == 0
         assert elements // (rank + 1) * _slot_bytes(rank + 1) <= mb << 20
+
+
+def test_without_biases_solves_factors_only():
+    # biases=False: min ||y - X u||^2 + lam ||u||^2 on x_j = v_j (no column of ones)
+    rng = np.random.default_rng(7)
+    fixed = rng.standard_normal((20, 3))
+    rows, cols = rng.integers(0, 5, 120), rng.integers(0, 20, 120)
+    ratings = rng.uniform(1, 5, 120)
+    sol = solve_block(rows, cols, ratings, fixed, np.zeros(20), 3.0, 0.4, "count", biases=False)
+    for k, r in enumerate(sol.rows):
+        sel = rows == r
+        X, y = fixed[cols[sel]], ratings[sel] - 3.0
+        expected = np.linalg.solve(X.T @ X + 0.4 * sel.sum() * np.eye(3), X.T @ y)
+        np.testing.assert_allclose(sol.factors[k], expected, rtol=1e-9, atol=1e-12)
+    assert not sol.bias.any()

@@ -14,7 +14,8 @@ class NonFiniteFactorsError(FloatingPointError):
     """A half-step produced NaN or infinite factors."""
 
 
-def _features_array(factors: np.ndarray) -> pa.Array:
+def features_array(factors: np.ndarray) -> pa.Array:
+    """An (n, K) array as an Arrow ``list<double>`` column of n rows."""
     n, k = factors.shape
     offsets = pa.array((np.arange(n + 1) * k).astype(np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(factors.reshape(-1)))
@@ -23,7 +24,7 @@ def _features_array(factors: np.ndarray) -> pa.Array:
 def write_side(spark: SparkSession, path: str, side: Side) -> None:
     """Write a driver-side state (the seeded initial factors) in the half-step layout."""
     table = pa.table({"idx": pa.array(np.arange(len(side.bias), dtype=np.int32)),
-                      "bias": pa.array(side.bias), "features": _features_array(side.factors),
+                      "bias": pa.array(side.bias), "features": features_array(side.factors),
                       "sse": pa.array(np.zeros(len(side.bias))),
                       "n": pa.array(side.counts.astype(np.int64))})
     spark.createDataFrame(table).write.mode("overwrite").parquet(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,14 @@ def check_writable(spark: SparkSession, model_dir: str, overwrite: bool) -> None
 
 
 def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
-                item_factors: DataFrame, metadata: dict[str, Any], overwrite: bool) -> None:
-    """Write and commit a model at ``model_dir``."""
+                item_factors: DataFrame, metadata: dict[str, Any], overwrite: bool,
+                extra: Callable[[str], None] | None = None) -> None:
+    """Write and commit a model at ``model_dir``.
+
+    ``extra``, if given, is called with the staging directory before the marker is written,
+    to add files that commit together with the model (the ``pyspark.ml`` ``metadata/`` of
+    :class:`mfspark.ALSModel`).
+    """
     check_writable(spark, model_dir, overwrite)
     parent, name = model_dir.rstrip("/").rsplit("/", 1) if "/" in model_dir else (".", model_dir)
     prefix = f".{name}.incomplete-"
@@ -60,6 +67,8 @@ def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
         user_factors.write.parquet(f"{staging}/user_factors")
         item_factors.write.parquet(f"{staging}/item_factors")
         fs.write_text(spark, f"{staging}/metadata.json", json.dumps(metadata, indent=2))
+        if extra is not None:
+            extra(staging)
         if fs.exists(spark, model_dir):
             fs.delete(spark, model_dir)
         fs.rename(spark, staging, model_dir)

@@ -1,0 +1,158 @@
+"""``mfspark.ALS``: the ``pyspark.ml`` estimator, a drop-in for MLlib's ALS.
+
+``fit`` reuses the training library end to end: the ratings are validated
+(:func:`mfspark.validate.typed_ratings`), their IDs indexed
+(:func:`mfspark.indexing.build_index`, :func:`~mfspark.indexing.with_indices`), partitioned
+by block (:func:`mfspark.als.partition`) and fitted (:func:`mfspark.als.fit`) into a work
+directory; the result becomes an :class:`mfspark.ALSModel` holding factor DataFrames keyed by
+the original IDs.  No training math lives here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+from pyspark import keyword_only
+from pyspark.ml import Estimator
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from mfspark import als, config
+from mfspark.halfstep import Side
+from mfspark.indexing import IdIndex, build_index, with_indices
+from mfspark.io import fs
+from mfspark.io.factors import features_array
+from mfspark.model import ALSModel
+from mfspark.params import EstimatorParams, ParamError
+from mfspark.train import log_iteration, versions
+from mfspark.validate import typed_ratings
+
+
+def factor_frame(spark: SparkSession, index: IdIndex, side: Side) -> DataFrame:
+    """A side's factors as a DataFrame ``id`` (original type), ``bias``, ``features``."""
+    table = pa.table({"id": index.ids, "bias": pa.array(side.bias),
+                      "features": features_array(side.factors)})
+    return spark.createDataFrame(table)
+
+
+class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
+          DefaultParamsReadable["ALS"]):
+    """Alternating least squares for ``mu + b_i + c_j + u_i . v_j`` (MODEL.md), with the
+    parameters of ``pyspark.ml.recommendation.ALS`` (see :mod:`mfspark.params`)."""
+
+    @keyword_only
+    def __init__(self, *, rank: int = 10, maxIter: int = 10, regParam: float = 0.1,
+                 numUserBlocks: int = 10, numItemBlocks: int = 10,
+                 implicitPrefs: bool = False, alpha: float = 1.0, userCol: str = "user",
+                 itemCol: str = "item", seed: int = 0, ratingCol: str = "rating",
+                 nonnegative: bool = False, checkpointInterval: int = 10,
+                 coldStartStrategy: str = "nan", blockSize: int = 4096,
+                 predictionCol: str = "prediction", regScale: str = "count",
+                 biases: bool = True, workDir: str | None = None,
+                 minRating: float | None = None, maxRating: float | None = None) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, **kwargs: Any) -> "ALS":
+        """Set any of the keyword parameters of the constructor (None leaves it unset)."""
+        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    def setRank(self, value: int) -> "ALS":
+        return self._set(rank=value)
+
+    def setMaxIter(self, value: int) -> "ALS":
+        return self._set(maxIter=value)
+
+    def setRegParam(self, value: float) -> "ALS":
+        return self._set(regParam=value)
+
+    def setRegScale(self, value: str) -> "ALS":
+        return self._set(regScale=value)
+
+    def setUserCol(self, value: str) -> "ALS":
+        return self._set(userCol=value)
+
+    def setItemCol(self, value: str) -> "ALS":
+        return self._set(itemCol=value)
+
+    def setRatingCol(self, value: str) -> "ALS":
+        return self._set(ratingCol=value)
+
+    def setPredictionCol(self, value: str) -> "ALS":
+        return self._set(predictionCol=value)
+
+    def setColdStartStrategy(self, value: str) -> "ALS":
+        return self._set(coldStartStrategy=value)
+
+    def setSeed(self, value: int) -> "ALS":
+        return self._set(seed=value)
+
+    def setNumBlocks(self, value: int) -> "ALS":
+        return self._set(numUserBlocks=value, numItemBlocks=value)
+
+    def setWorkDir(self, value: str) -> "ALS":
+        return self._set(workDir=value)
+
+    def training_params(self) -> config.ALSParams:
+        """The core library's parameters equivalent to this estimator's."""
+        self.checkParams()
+        return config.ALSParams(
+            rank=self.getRank(), reg=float(self.getRegParam()), reg_scale=self.getRegScale(),
+            iterations=self.getMaxIter(), seed=self.getSeed() % (1 << 63),
+            num_user_blocks=self.getOrDefault(self.numUserBlocks),
+            num_item_blocks=self.getOrDefault(self.numItemBlocks),
+            biases=self.getOrDefault(self.biases))
+
+    def _work_dir(self, spark: SparkSession) -> tuple[str, bool]:
+        """(directory, whether it is temporary and deleted after fitting)."""
+        if self.isDefined(self.workDir):
+            return fs.qualify(spark, self.getOrDefault(self.workDir)), False
+        sc = spark.sparkContext
+        base = sc.getCheckpointDir()
+        if base is None and sc.master.startswith("local"):
+            base = sc.getConf().get("spark.local.dir", tempfile.gettempdir()).split(",")[0]
+        if base is None:
+            raise ParamError("set workDir to a directory that the driver and every executor "
+                             "can reach (e.g. on HDFS), or set a checkpoint directory")
+        return fs.qualify(spark, f"{base}/mfspark-als-{uuid.uuid4().hex[:12]}"), True
+
+    def _fit(self, dataset: DataFrame) -> ALSModel:
+        params = self.training_params()
+        spark = dataset.sparkSession
+        columns = {"user": self.getUserCol(), "item": self.getItemCol(),
+                   "rating": self.getRatingCol()}
+        missing = [c for c in columns.values() if c not in dataset.columns]
+        if missing:
+            raise ValueError(f"ALS.fit: column(s) {missing} not found; the DataFrame has "
+                             f"{dataset.columns}")
+        ratings, stats = typed_ratings(
+            dataset.select(*[F.col(c).alias(name) for name, c in columns.items()]),
+            source="ALS.fit", keep_id_types=True)
+        users, items = build_index(spark, ratings, "user"), build_index(spark, ratings, "item")
+        parts = als.partition(with_indices(ratings, users, items), users.counts, items.counts,
+                              params)
+        work_dir, temporary = self._work_dir(spark)
+        try:
+            fitted = als.fit(parts, params, work_dir, on_iteration=log_iteration)
+        finally:
+            parts.unpersist()
+            if temporary:
+                fs.delete(spark, work_dir)
+        metadata = {
+            "format": "mfspark-model", "format_version": 1,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "mu": fitted.mu, **{k: getattr(params, k) for k in params.__dataclass_fields__},
+            "user_id_type": stats.user_type, "item_id_type": stats.item_type,
+            "num_users": len(users), "num_items": len(items), "num_train": parts.count,
+            "history": fitted.history, "versions": versions(),
+        }
+        model = ALSModel(factor_frame(spark, users, fitted.users),
+                         factor_frame(spark, items, fitted.items), fitted.mu, metadata)
+        return self._copyValues(model)
+

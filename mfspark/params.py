@@ -1,0 +1,144 @@
+"""The ``pyspark.ml`` parameters of :class:`mfspark.ALS` and :class:`mfspark.ALSModel`.
+
+The names, defaults and meanings follow ``pyspark.ml.recommendation.ALS`` wherever they make
+sense for this model, so that a pipeline built on MLlib's ALS keeps working when only the
+import changes; ``regParam`` keeps MLlib's meaning (lambda scaled by each row's rating
+count) unless ``regScale="none"``.  MLlib parameters that this model does not implement
+(``implicitPrefs``, ``nonnegative``) are accepted but refuse a non-default value when
+fitting, rather than being silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import (HasBlockSize, HasCheckpointInterval, HasMaxIter,
+                                     HasPredictionCol, HasRegParam, HasSeed)
+
+from mfspark.solve import REG_SCALES
+
+COLD_START_STRATEGIES = ("nan", "drop", "fallback")
+
+
+class ParamError(ValueError):
+    """A parameter value is out of range or not supported by this model."""
+
+
+def _param(name: str, doc: str, converter: Any) -> Param:
+    return Param(Params._dummy(), name, doc, typeConverter=converter)
+
+
+class ModelParams(HasPredictionCol, HasBlockSize):
+    """Parameters shared by the estimator and the model (prediction and recommendation)."""
+
+    userCol: Param[str] = _param("userCol", "column of user IDs (integers, longs or strings)",
+                                 TypeConverters.toString)
+    itemCol: Param[str] = _param("itemCol", "column of item IDs (integers, longs or strings)",
+                                 TypeConverters.toString)
+    coldStartStrategy: Param[str] = _param(
+        "coldStartStrategy",
+        "prediction for a user or item unseen in training: 'nan' (MLlib: NaN), 'drop' (MLlib: "
+        "drop the row), 'fallback' (mu + the known side's bias; mu when both are unknown)",
+        TypeConverters.toString)
+    minRating: Param[float] = _param("minRating", "clip predictions below this value (unset: "
+                                     "no clipping)", TypeConverters.toFloat)
+    maxRating: Param[float] = _param("maxRating", "clip predictions above this value (unset: "
+                                     "no clipping)", TypeConverters.toFloat)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._setDefault(blockSize=4096, userCol="user", itemCol="item",
+                         coldStartStrategy="nan")
+
+    def getUserCol(self) -> str:
+        """The column of user IDs."""
+        return self.getOrDefault(self.userCol)
+
+    def getItemCol(self) -> str:
+        """The column of item IDs."""
+        return self.getOrDefault(self.itemCol)
+
+    def getColdStartStrategy(self) -> str:
+        """``nan``, ``drop`` or ``fallback``."""
+        return self.getOrDefault(self.coldStartStrategy)
+
+    def clipRange(self) -> tuple[float | None, float | None]:
+        """``(minRating, maxRating)``, None where unset."""
+        return (self.getOrDefault(self.minRating) if self.isDefined(self.minRating) else None,
+                self.getOrDefault(self.maxRating) if self.isDefined(self.maxRating) else None)
+
+    def checkModelParams(self) -> None:
+        """Raise :class:`ParamError` naming the parameter and the bad value."""
+        strategy = self.getColdStartStrategy()
+        if strategy not in COLD_START_STRATEGIES:
+            raise ParamError(f"coldStartStrategy must be one of {COLD_START_STRATEGIES}, "
+                             f"got {strategy!r}")
+        if self.getBlockSize() < 1:
+            raise ParamError(f"blockSize must be >= 1, got {self.getBlockSize()}")
+        low, high = self.clipRange()
+        if low is not None and high is not None and low > high:
+            raise ParamError(f"minRating must be <= maxRating, got {low} > {high}")
+
+
+class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterval, HasSeed):
+    """Parameters of the estimator: MLlib's names plus ``regScale``, ``biases``,
+    ``workDir``."""
+
+    rank: Param[int] = _param("rank", "rank of the factorization (0: biases only)",
+                              TypeConverters.toInt)
+    numUserBlocks: Param[int] = _param("numUserBlocks", "number of user blocks (grouped-UDF "
+                                       "groups of the user half-step)", TypeConverters.toInt)
+    numItemBlocks: Param[int] = _param("numItemBlocks", "number of item blocks",
+                                       TypeConverters.toInt)
+    ratingCol: Param[str] = _param("ratingCol", "column of ratings", TypeConverters.toString)
+    implicitPrefs: Param[bool] = _param("implicitPrefs", "implicit feedback (not supported: "
+                                        "must be false)", TypeConverters.toBoolean)
+    alpha: Param[float] = _param("alpha", "implicit-feedback confidence (unused)",
+                                 TypeConverters.toFloat)
+    nonnegative: Param[bool] = _param("nonnegative", "nonnegative factors (not supported: "
+                                      "must be false)", TypeConverters.toBoolean)
+    regScale: Param[str] = _param(
+        "regScale", "'count': regParam times each row's rating count (MLlib's meaning, "
+        "ALS-WR); 'none': plain lambda on every parameter (MODEL.md)", TypeConverters.toString)
+    biases: Param[bool] = _param("biases", "fit user and item biases (false: mu + u.v)",
+                                 TypeConverters.toBoolean)
+    workDir: Param[str] = _param(
+        "workDir", "directory for the per-iteration factor Parquet (kept); unset: a temporary "
+        "directory under the checkpoint dir or spark.local.dir, deleted after fitting",
+        TypeConverters.toString)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._setDefault(rank=10, maxIter=10, regParam=0.1, numUserBlocks=10,
+                         numItemBlocks=10, ratingCol="rating", implicitPrefs=False, alpha=1.0,
+                         nonnegative=False, checkpointInterval=10, seed=0, regScale="count",
+                         biases=True)
+
+    def getRank(self) -> int:
+        """The rank K."""
+        return self.getOrDefault(self.rank)
+
+    def getRatingCol(self) -> str:
+        """The column of ratings."""
+        return self.getOrDefault(self.ratingCol)
+
+    def getRegScale(self) -> str:
+        """``count`` or ``none``."""
+        return self.getOrDefault(self.regScale)
+
+    def checkParams(self) -> None:
+        """Validate before fitting; :class:`ParamError` names the parameter and the value."""
+        self.checkModelParams()
+        for name in ("implicitPrefs", "nonnegative"):
+            if self.getOrDefault(name):
+                raise ParamError(f"{name}=True is not supported by mfspark (explicit "
+                                 "feedback, unconstrained factors); use pyspark.ml ALS for it")
+        if self.getRegScale() not in REG_SCALES:
+            raise ParamError(f"regScale must be one of {REG_SCALES}, got {self.getRegScale()!r}")
+        for name, low in (("rank", 0), ("maxIter", 1), ("numUserBlocks", 1),
+                          ("numItemBlocks", 1)):
+            if self.getOrDefault(name) < low:
+                raise ParamError(f"{name} must be >= {low}, got {self.getOrDefault(name)}")
+        if not self.getRegParam() > 0:
+            raise ParamError(f"regParam must be > 0, got {self.getRegParam()}")
