@@ -36,7 +36,8 @@ def test_movielens_100k(spark, ml100k_path):
 
 def test_movielens_latest_small_crlf(spark):
     path = str(SHARED_DATA / "ml-latest-small" / "ratings.csv")
-    df, stats = load(spark, path=path, format="ml-csv")
+    assert detect_format(spark, path) == "ml-csv"
+    df, stats = load(spark, path=path)
     assert stats.rows == 100_836
     assert df.first().asDict() == {"user": 1, "item": 1, "rating": 4.0, "timestamp": 964982703}
     # detection: a CSV with a header whose names are not ours still reads positionally?

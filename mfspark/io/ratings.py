@@ -86,8 +86,11 @@ def detect_format(spark: SparkSession, path: str) -> str:
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if name == "u.data":
         return "ml-100k"
-    if name.endswith(".dat") or "::" in _first_line(spark, path):
+    first = _first_line(spark, path)
+    if name.endswith(".dat") or "::" in first:
         return "ml-dat"
+    if first.replace(" ", "") == "userId,movieId,rating,timestamp":  # MovieLens ratings.csv
+        return "ml-csv"
     return "csv"
 
 
