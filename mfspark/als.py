@@ -27,14 +27,12 @@ from pyspark.sql import functions as F
 
 from mfspark import evaluate
 from mfspark.config import ALSParams
-from mfspark.halfstep import Side, half_step, partition_ratings
+from mfspark.halfstep import Side, half_step, partition_ratings, transpose_blocks
 from mfspark.io.checkpoints import iteration_dir, write_entry
 from mfspark.io.factors import read_side, write_side
 from mfspark.solve import gather_limit, init_factors, penalty
 
 log = logging.getLogger("mfspark")
-
-_PRIME = 2_147_483_647  # checksum terms stay below 2^31: the sum of 2^32 of them fits a long
 
 
 @dataclass
@@ -75,16 +73,13 @@ def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarr
     """Persist the ratings (``user_idx``, ``item_idx``, ``rating``) partitioned by user
     block and by item block, and compute ``mu``.
 
-    ``indexed`` is evaluated once: the item-side copy and ``mu`` are derived from the cached
-    user-side copy.
+    ``indexed`` is evaluated once: the item-side copy is the user-side copy transposed
+    (packed bytes move, not rows) and ``mu`` comes from the chunks' sums.
     """
     by_user = partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed))
-    cached = by_user.select(F.col("row").alias("user_idx"), F.col("col").alias("item_idx"),
-                            "rating")
-    by_item = partition_ratings(cached, "item", params.num_item_blocks or default_blocks(indexed))
-    triple = F.xxhash64("row", "col", "rating")
-    row = by_user.agg(F.avg("rating").alias("mu"), F.count(F.lit(1)).alias("n"),
-                      F.sum(F.pmod(triple, F.lit(_PRIME))).alias("checksum")).first()
+    by_item = transpose_blocks(by_user, params.num_item_blocks or default_blocks(indexed))
+    row = by_user.agg((F.sum("rating_sum") / F.sum("n")).alias("mu"), F.sum("n").alias("n"),
+                      F.sum("checksum").alias("checksum")).first()
     if not row["n"]:
         by_user.unpersist()
         by_item.unpersist()

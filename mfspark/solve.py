@@ -14,6 +14,13 @@ with ``lam_i = lam`` (``reg_scale="none"``) or ``lam * |Omega_i|`` (``reg_scale=
 ALS-WR as in Spark MLlib).  Normal equations are accumulated in float64 with level-3 BLAS
 (stacked ``G^T G`` products on each row's gathered factor rows) and solved by a batched
 Cholesky factorization.
+
+How the normal equations are built depends on the rank (:func:`gram_method`, measured by
+``benchmarks/gram_methods.py``): at low rank as one sparse product of the rating-indicator
+matrix with the fixed rows' packed outer products ``x_j x_j^T`` (SciPy), at higher rank one
+symmetric rank-k update (BLAS-3 ``syrk``) per row on its gathered factor rows.  Every method
+sums a row's terms in the order of its ratings, so a row's result never depends on which
+other rows share its block.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+try:  # optional: the faster Gram methods; without SciPy every rank uses NumPy only
+    from scipy import sparse as _sparse
+    from scipy.linalg.blas import dsyrk as _dsyrk
+    from scipy.linalg.lapack import dposv as _dposv
+except ImportError:  # pragma: no cover - exercised where SciPy is absent
+    _sparse = _dsyrk = _dposv = None
 
 REG_SCALES = ("none", "count")
 
@@ -121,13 +135,133 @@ def augmented(fixed_factors: np.ndarray) -> np.ndarray:
     return F
 
 
-def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
-                     counts: np.ndarray,
-                     max_gather: int = DEFAULT_MAX_GATHER) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's Gram matrix ``X_i^T X_i`` and right-hand side ``X_i^T y_i``, where
-    ``X_i = F[cols[start_i : start_i + counts_i]]``.
+#: Gram methods: ``sparse`` (indicator matrix times packed outer products; SciPy),
+#: ``rows`` (one ``syrk`` per row), ``bucket`` (stacked products on padded gathers; NumPy only).
+GRAM_METHODS = ("auto", "sparse", "rows", "bucket")
 
-    ``cols``/``y`` hold the ratings sorted by row.  Rows are bucketed by their count rounded
+#: Largest ``K + 1`` for which ``auto`` picks ``sparse``: its cost grows with ``(K + 1)^2`` per
+#: rating on scalar multiply-adds, the ``syrk`` per row runs at BLAS-3 speed (measured by
+#: ``benchmarks/gram_methods.py``).
+SPARSE_MAX_K1 = 12
+
+
+def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto") -> str:
+    """The Gram method ``normal_equations`` uses for ``k1 = K + 1`` columns (``K`` without
+    biases) and a fixed side of ``n_fixed`` rows.
+
+    ``auto`` picks ``sparse`` at low rank when SciPy is installed and the fixed side's packed
+    outer products (``n_fixed * k1 (k1 + 1) / 2`` doubles) fit the gather budget, ``rows``
+    otherwise when SciPy is installed, and the NumPy-only ``bucket`` method without SciPy.
+    """
+    if method not in GRAM_METHODS:
+        raise ValueError(f"gram method must be one of {GRAM_METHODS}, got {method!r}")
+    if method != "auto":
+        if method in ("sparse", "rows") and _sparse is None:
+            raise ValueError(f"gram method {method!r} needs SciPy (pip install scipy)")
+        return method
+    if _sparse is None:
+        return "bucket"
+    if k1 <= SPARSE_MAX_K1 and n_fixed * k1 * (k1 + 1) // 2 <= max_gather:
+        return "sparse"
+    return "rows"
+
+
+def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+                     counts: np.ndarray, max_gather: int = DEFAULT_MAX_GATHER,
+                     method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Each row's Gram matrix ``X_i^T X_i`` and right-hand side ``X_i^T y_i``, where
+    ``X_i = F[cols[start_i : start_i + counts_i]]``, by the method :func:`gram_method`
+    chooses.
+
+    ``cols``/``y`` hold the ratings sorted by row; every row has at least one rating.
+    """
+    method = gram_method(F.shape[1], len(F), max_gather, method)
+    if method == "sparse":
+        return _sparse_normal_equations(F, cols, y, start, counts)
+    if method == "rows":
+        return _row_normal_equations(F, cols, y, start, counts, max_gather)
+    return _bucket_normal_equations(F, cols, y, start, counts, max_gather)
+
+
+def _indicator(values: np.ndarray, cols: np.ndarray, start: np.ndarray, counts: np.ndarray,
+               n_fixed: int):
+    """The (rows x fixed) CSR matrix with ``values`` at each of row ``r``'s positions
+    ``start[r] .. start[r] + counts[r] - 1``."""
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    # the positions of every row's ratings, in row order (a plain slice when contiguous)
+    pos = np.repeat(start - indptr[:-1], counts) + np.arange(indptr[-1])
+    return _sparse.csr_matrix((values[pos], cols[pos], indptr), shape=(len(counts), n_fixed))
+
+
+def _sparse_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
+                             start: np.ndarray, counts: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """``gram = S P`` with ``S`` the rows' rating-indicator matrix and ``P`` the fixed rows'
+    upper-triangular outer products, ``rhs = S_y F`` with ``S_y`` holding the targets."""
+    n_rows, k1 = len(counts), F.shape[1]
+    upper = np.triu_indices(k1)
+    packed = F[:, upper[0]] * F[:, upper[1]]
+    tri = _indicator(np.ones(len(cols)), cols, start, counts, len(F)) @ packed
+    gram = np.empty((n_rows, k1, k1))
+    gram[:, upper[0], upper[1]] = tri
+    gram[:, upper[1], upper[0]] = tri
+    rhs = _indicator(y, cols, start, counts, len(F)) @ F
+    return gram, np.asarray(rhs)
+
+
+def _row_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+                          counts: np.ndarray, max_gather: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """One BLAS-3 ``syrk`` (lower triangle) per row on its gathered factor rows; rows longer
+    than the gather budget are accumulated in slices."""
+    n_rows, k1 = len(counts), F.shape[1]
+    gram = np.empty((n_rows, k1, k1))
+    step = max(1, max_gather // k1)
+    for r in range(n_rows):
+        lo, n = int(start[r]), int(counts[r])
+        if n > step:
+            gram[r], _ = _long_row(F, cols, y, lo, n, step)
+            continue
+        X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) syrk wants
+        gram[r] = _dsyrk(1.0, X.T, lower=1)
+    lower = np.tril_indices(k1, -1)
+    gram[:, lower[1], lower[0]] = gram[:, lower[0], lower[1]]
+    rhs = np.asarray(_indicator(y, cols, start, counts, len(F)) @ F)
+    return gram, rhs
+
+
+def _row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+               counts: np.ndarray, lam_rows: np.ndarray, max_gather: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rows`` method fused with the solve: per row one ``syrk``, one ``gemv`` and one
+    Cholesky solve (LAPACK ``posv``) on a ``(K+1) x (K+1)`` system, so no stack of Gram
+    matrices is ever allocated.  Returns the solutions and the right-hand sides."""
+    n_rows, k1 = len(counts), F.shape[1]
+    w = np.empty((n_rows, k1))
+    rhs = np.empty((n_rows, k1))
+    step = max(1, max_gather // k1)
+    diagonal = np.diag_indices(k1)
+    for r in range(n_rows):
+        lo, n = int(start[r]), int(counts[r])
+        if n > step:
+            gram, rhs[r] = _long_row(F, cols, y, lo, n, step)
+        else:
+            X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) syrk wants
+            gram = _dsyrk(1.0, X.T, lower=1)
+            rhs[r] = X.T @ y[lo:lo + n]
+        gram[diagonal] += lam_rows[r]
+        _, w[r], info = _dposv(gram, rhs[r], lower=1, overwrite_a=1)
+        if info != 0:
+            raise SolveError("a normal-equation matrix is not positive definite "
+                             "(is the regularization lambda > 0?)")
+    return w, rhs
+
+
+def _bucket_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
+                             start: np.ndarray, counts: np.ndarray, max_gather: int
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy only: rows are bucketed by their count rounded
     up to a power of two and each bucket is computed as one stacked matrix product on
     zero-padded gathers of ``F`` (padding adds exact zeros), at most ``max_gather`` elements
     at a time (temporaries updated in place, so a chunk takes ``max_gather / (K + 1)`` slots
@@ -198,7 +332,8 @@ def cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
                 lam: float, reg_scale: str,
-                max_gather: int = DEFAULT_MAX_GATHER, biases: bool = True) -> BlockSolution:
+                max_gather: int = DEFAULT_MAX_GATHER, biases: bool = True,
+                method: str = "auto") -> BlockSolution:
     """Exact half-step for every row present in one block.
 
     Parameters
@@ -218,6 +353,9 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     biases : bool
         False fits ``u_i`` alone on ``x_j = v_j`` (no bias term; the returned ``bias`` is
         zero), for the model ``mu + u_i . v_j``.
+    method : str
+        How the normal equations are built (:func:`gram_method`); every method gives the
+        same systems up to rounding.
     """
     rows = np.asarray(rows)
     cols = np.asarray(cols)
@@ -230,11 +368,14 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     counts = np.diff(np.r_[start, len(rows)])
     y = ratings - fixed_bias[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
-    gram, rhs = normal_equations(F, cols, y, start, counts, max_gather)
-    k1 = gram.shape[1]
     lam_rows = regularization(counts, lam, reg_scale)
-    gram[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
-    w = cholesky_solve(gram, rhs)
+    if gram_method(F.shape[1], len(F), max_gather, method) == "rows":
+        w, rhs = _row_solve(F, cols, y, start, counts, lam_rows, max_gather)
+    else:
+        gram, rhs = normal_equations(F, cols, y, start, counts, max_gather, method)
+        k1 = gram.shape[1]
+        gram[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
+        w = cholesky_solve(gram, rhs)
     # squared residuals without another gather: ||y - X w||^2 = y.y - w.rhs - lam ||w||^2,
     # since (X^T X + lam I) w = rhs
     yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)

@@ -109,6 +109,36 @@ def test_half_steps_group_by_block_without_reshuffling(spark):
         blocks.unpersist()
 
 
+def test_packed_copies_hold_every_rating_once_sorted_and_exact(spark):
+    """Both packed copies hold exactly the input triples; each block is sorted by row and
+    cut into chunks; ratings that are not exact float32 values are kept as float64."""
+    from mfspark.halfstep import partition_ratings, transpose_blocks, unpack
+
+    users, items, ratings = random_ratings(30, 12, 0.4, seed=2)
+    ratings = ratings.astype(np.float64)
+    ratings[::5] += 0.1  # 3.6 etc.: not representable in float32
+    expected = sorted(zip(users.tolist(), items.tolist(), ratings.tolist()))
+    # chunks of 7 ratings: several per block
+    by_user = partition_ratings(indexed_frame(spark, users, items, ratings), "user", 3, 7)
+    by_item = transpose_blocks(by_user, 2, 7)
+    try:
+        for packed, swap in ((by_user, False), (by_item, True)):
+            chunks = packed.toPandas()
+            assert chunks["n"].sum() == len(expected)
+            assert chunks.groupby("block")["chunk"].nunique().max() > 1
+            got = []
+            for _, block in chunks.groupby("block"):
+                rows, cols, vals = unpack(block)
+                assert np.all(np.diff(rows) >= 0)  # sorted by row within the block
+                assert len(set(rows % packed.rdd.getNumPartitions())) == 1
+                got += list(zip(*((cols, rows) if swap else (rows, cols)),
+                                np.asarray(vals, np.float64)))
+            assert sorted((int(a), int(b), float(c)) for a, b, c in got) == expected
+    finally:
+        by_user.unpersist()
+        by_item.unpersist()
+
+
 def test_same_model_whatever_the_blocks_and_partitions(spark, tmp_path):
     """Same data, seed and settings: the same factors (<= 1e-9) with 1, 3 and 8 blocks per
     side, the input spread over different partition counts."""

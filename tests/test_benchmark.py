@@ -35,3 +35,17 @@ def test_benchmark_runs_all_systems(spark, tmp_path):
     saved = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert len(saved["rows"]) == 4 and "mllib_blas" in saved["environment"]
     assert (tmp_path / "bench" / "results.csv").read_text().count("\n") == 5
+
+
+def test_gram_methods_benchmark_times_every_method():
+    spec = importlib.util.spec_from_file_location("gram_methods",
+                                                  ROOT / "benchmarks" / "gram_methods.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--users", "300", "--items", "200", "--ratings", "6000",
+                        "--ranks", "3", "40"])
+    assert [(r["side"], r["rank"]) for r in rows] == [("user", 3), ("user", 40),
+                                                      ("item", 3), ("item", 40)]
+    for r in rows:
+        assert all(r[m] > 0 for m in ("sparse", "rows", "bucket"))
+        assert r["auto"] == ("sparse" if r["rank"] == 3 else "rows")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfspark.solve import (SolveError, cholesky_solve, init_factors, normal_equations,
-                           penalty, solve_block)
+from mfspark.solve import (GRAM_METHODS, SolveError, cholesky_solve, gram_method, init_factors,
+                           normal_equations, penalty, solve_block)
+
+METHODS = [m for m in GRAM_METHODS if m != "auto"]
 
 
 def lstsq_row(X_fixed, bias_fixed, cols, y, mu, lam_row):
@@ -19,9 +21,10 @@ def lstsq_row(X_fixed, bias_fixed, cols, y, mu, lam_row):
     return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("reg_scale", ["none", "count"])
-@pytest.mark.parametrize("rank", [0, 1, 4, 12])
-def test_solve_block_equals_lstsq(reg_scale, rank):
+@pytest.mark.parametrize("rank", [0, 1, 4, 12, 30])
+def test_solve_block_equals_lstsq(reg_scale, rank, method):
     rng = np.random.default_rng(rank)
     n_fixed, n_ratings = 30, 400
     fixed = rng.standard_normal((n_fixed, rank))
@@ -30,7 +33,8 @@ def test_solve_block_equals_lstsq(reg_scale, rank):
     cols = rng.integers(0, n_fixed, n_ratings)
     ratings = rng.uniform(1, 5, n_ratings)
     lam, mu = 0.7, 3.1
-    sol = solve_block(rows, cols, ratings, fixed, fixed_bias, mu, lam, reg_scale)
+    sol = solve_block(rows, cols, ratings, fixed, fixed_bias, mu, lam, reg_scale,
+                      method=method)
     assert list(sol.rows) == sorted(set(rows))
     for k, r in enumerate(sol.rows):
         sel = rows == r
@@ -70,29 +74,53 @@ def test_not_positive_definite_is_a_named_error():
         cholesky_solve(A, np.ones((1, 2)))
 
 
-def test_long_rows_are_chunked_exactly():
+@pytest.mark.parametrize("method", METHODS)
+def test_singular_system_is_a_named_error_in_every_method(method):
+    # one rating, rank 3, lambda 0: X^T X has rank 1
+    with pytest.raises(SolveError, match="not positive definite"):
+        solve_block(np.array([0]), np.array([1]), np.array([4.0]), np.ones((2, 3)),
+                    np.zeros(2), 3.0, 0.0, "none", method=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("max_gather", [64, 1 << 20])  # 64: long rows are accumulated in slices
+def test_normal_equations_are_exact(method, max_gather):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((1000, 5))
     y = rng.standard_normal(1000)
-    start, counts = np.array([0, 10, 700]), np.array([10, 690, 300])
-    cols = np.arange(1000)
-    gram, rhs = normal_equations(X, cols, y, start, counts, max_gather=64)  # the slow path
+    # rows need not be contiguous or cover every rating: a gap at 20..29, rating 0 unused
+    start, counts = np.array([1, 30, 700]), np.array([19, 670, 300])
+    cols = rng.permutation(1000)
+    gram, rhs = normal_equations(X, cols, y, start, counts, max_gather, method)
     for r in range(3):
         sl = slice(start[r], start[r] + counts[r])
-        np.testing.assert_allclose(gram[r], X[sl].T @ X[sl], rtol=1e-12)
-        np.testing.assert_allclose(rhs[r], X[sl].T @ y[sl], rtol=1e-12)
+        Xr = X[cols[sl]]
+        np.testing.assert_allclose(gram[r], Xr.T @ Xr, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(rhs[r], Xr.T @ y[sl], rtol=1e-12, atol=1e-12)
+        assert np.array_equal(gram[r], gram[r].T)
 
 
-def test_result_does_not_depend_on_block_composition():
+def test_gram_method_by_rank_and_memory():
+    assert gram_method(11, 20_000, 1 << 24) == "sparse"  # low rank: the sparse product
+    assert gram_method(51, 20_000, 1 << 24) == "rows"  # high rank: syrk per row
+    # low rank but a fixed side whose packed outer products exceed the gather budget
+    assert gram_method(11, 10_000_000, 1 << 24) == "rows"
+    assert gram_method(11, 20_000, 1 << 24, "bucket") == "bucket"
+    with pytest.raises(ValueError, match="gram method must be one of"):
+        gram_method(11, 20, 1 << 24, "dense")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_result_does_not_depend_on_block_composition(method):
     rng = np.random.default_rng(3)
     fixed, fb = rng.standard_normal((20, 6)), rng.standard_normal(20)
     rows, cols = rng.integers(0, 10, 300), rng.integers(0, 20, 300)
     ratings = rng.uniform(1, 5, 300)
-    whole = solve_block(rows, cols, ratings, fixed, fb, 3.0, 0.5, "count")
+    whole = solve_block(rows, cols, ratings, fixed, fb, 3.0, 0.5, "count", method=method)
     sel = rows < 5
     perm = rng.permutation(sel.sum())
     part = solve_block(rows[sel][perm], cols[sel][perm], ratings[sel][perm], fixed, fb, 3.0,
-                       0.5, "count")
+                       0.5, "count", method=method)
     assert np.array_equal(part.factors, whole.factors[:len(part.rows)])  # bit-identical
     assert np.array_equal(part.bias, whole.bias[:len(part.rows)])
 
