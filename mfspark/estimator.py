@@ -93,6 +93,18 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
     def setSeed(self, value: int) -> "ALS":
         return self._set(seed=value)
 
+    def setNumUserBlocks(self, value: int) -> "ALS":
+        return self._set(numUserBlocks=value)
+
+    def setNumItemBlocks(self, value: int) -> "ALS":
+        return self._set(numItemBlocks=value)
+
+    def setCheckpointInterval(self, value: int) -> "ALS":
+        return self._set(checkpointInterval=value)
+
+    def setBlockSize(self, value: int) -> "ALS":
+        return self._set(blockSize=value)
+
     def setNumBlocks(self, value: int) -> "ALS":
         return self._set(numUserBlocks=value, numItemBlocks=value)
 
@@ -105,8 +117,12 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
         return config.ALSParams(
             rank=self.getRank(), reg=float(self.getRegParam()), reg_scale=self.getRegScale(),
             iterations=self.getMaxIter(), seed=self.getSeed() % (1 << 63),
-            num_user_blocks=self.getOrDefault(self.numUserBlocks),
-            num_item_blocks=self.getOrDefault(self.numItemBlocks),
+            # unset: one block per task slot, twice over (MLlib's default of 10 would queue
+            # five waves of grouped-UDF tasks on a 2-core machine, each with its fixed cost)
+            num_user_blocks=(self.getOrDefault(self.numUserBlocks)
+                             if self.isSet(self.numUserBlocks) else None),
+            num_item_blocks=(self.getOrDefault(self.numItemBlocks)
+                             if self.isSet(self.numItemBlocks) else None),
             biases=self.getOrDefault(self.biases))
 
     def _work_dir(self, spark: SparkSession) -> tuple[str, bool]:

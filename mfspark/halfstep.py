@@ -16,7 +16,6 @@ that calls :func:`mfspark.solve.solve_block`, and writes the new factors to Parq
 
 from __future__ import annotations
 
-import functools
 import tracemalloc
 from dataclasses import dataclass
 
@@ -150,9 +149,11 @@ def _pack(block: pd.DataFrame, chunk_ratings: int = CHUNK_RATINGS) -> pd.DataFra
 def pack_blocks(pieces: DataFrame, num_blocks: int,
                 chunk_ratings: int = CHUNK_RATINGS) -> DataFrame:
     """Pieces (:data:`_PIECE_SCHEMA`) -> persisted packed blocks, one per partition."""
+    def pack(block: pd.DataFrame) -> pd.DataFrame:
+        return _pack(block, chunk_ratings)
+
     packed = (pieces.repartition(num_blocks, "block")
-              .groupBy("block").applyInPandas(functools.partial(_pack, chunk_ratings=chunk_ratings),
-                                              PACKED_SCHEMA)
+              .groupBy("block").applyInPandas(pack, PACKED_SCHEMA)
               # the packed chunks are moved once more so that the cached copy is *known* to
               # Spark as partitioned by its own ``block`` column: no shuffle per half-step
               .repartition(num_blocks, "block")

@@ -88,9 +88,11 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
     rank: Param[int] = _param("rank", "rank of the factorization (0: biases only)",
                               TypeConverters.toInt)
     numUserBlocks: Param[int] = _param("numUserBlocks", "number of user blocks (grouped-UDF "
-                                       "groups of the user half-step)", TypeConverters.toInt)
-    numItemBlocks: Param[int] = _param("numItemBlocks", "number of item blocks",
+                                       "groups of the user half-step); unless set, twice the "
+                                       "default parallelism (the 10 shown is MLlib's default)",
                                        TypeConverters.toInt)
+    numItemBlocks: Param[int] = _param("numItemBlocks", "number of item blocks; unless set, "
+                                       "twice the default parallelism", TypeConverters.toInt)
     ratingCol: Param[str] = _param("ratingCol", "column of ratings", TypeConverters.toString)
     implicitPrefs: Param[bool] = _param("implicitPrefs", "implicit feedback (not supported: "
                                         "must be false)", TypeConverters.toBoolean)

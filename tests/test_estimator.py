@@ -113,3 +113,13 @@ def test_without_biases_into_a_kept_work_dir(data, tmp_path):
     assert all(r["bias"] == 0.0 for r in model.itemFactors.collect())
     assert (tmp_path / "work" / "iter-0002" / "item").is_dir()
     assert model.history[-1]["objective"] <= model.history[0]["objective"]
+
+
+def test_blocks_default_to_the_cluster_unless_set():
+    from mfspark import ALS
+
+    assert ALS().getOrDefault("numUserBlocks") == 10  # MLlib's default value is shown ...
+    params = ALS().training_params()
+    assert params.num_user_blocks is None and params.num_item_blocks is None  # ... not used
+    params = ALS(numUserBlocks=3).setNumItemBlocks(5).training_params()
+    assert (params.num_user_blocks, params.num_item_blocks) == (3, 5)

@@ -1,0 +1,109 @@
+"""Where one half-step's time goes: the grouped-UDF stage with and without the math.
+
+``SPARK_LOCAL_IP=127.0.0.1 .venv/bin/python benchmarks/profile_halfstep.py --ratings /work/data/syn-5m``
+
+Partitions the ratings once (timed), then times the user half-step several ways on the same
+packed blocks, each twice (the first run of a kind warms Python workers up):
+
+- ``full``: what :func:`mfspark.halfstep.half_step` does (solve, write Parquet);
+- ``empty``: the same stage with a UDF that unpacks its block and returns nothing (broadcast,
+  Python workers, Arrow hand-off, an empty Parquet write): the fixed cost;
+- ``noop-write``: the full solve, output discarded by Spark's ``noop`` sink (so ``full`` minus
+  this is the Parquet write);
+- ``math``: the solver alone on the driver, all blocks one after the other (CPU seconds);
+- a plain JVM aggregation over the cached blocks, and reading the factors back
+  (:func:`mfspark.io.factors.read_side`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+try:
+    import mfspark  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mfspark.benchmark import load_split  # noqa: E402
+from mfspark.halfstep import SOLUTION_SCHEMA, Side, partition_ratings, unpack  # noqa: E402
+from mfspark.indexing import build_index, with_indices  # noqa: E402
+from mfspark.io.factors import read_side  # noqa: E402
+from mfspark.session import get_session  # noqa: E402
+from mfspark.solve import gather_limit, init_factors, solve_block  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ratings", required=True)
+    p.add_argument("--rank", type=int, default=10)
+    p.add_argument("--blocks", type=int, default=4)
+    p.add_argument("--out", default="/tmp/mfspark-profile")
+    p.add_argument("--master", default="local[2]")
+    args = p.parse_args(argv)
+    spark = get_session(args.master, app_name="mfspark-profile")
+    sc = spark.sparkContext
+    data = load_split(spark, args.ratings, 0.1, 0)
+    users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
+    timings: dict[str, float] = {}
+    began = time.perf_counter()
+    by_user = partition_ratings(with_indices(data.train, users, items), "user", args.blocks)
+    timings["partition (user side)"] = time.perf_counter() - began
+    fixed = Side(init_factors(len(items), args.rank, 0), np.zeros(len(items)), items.counts)
+    max_gather = gather_limit(128, args.rank)
+    path = f"{args.out}/user"
+
+    def stage(kind: str) -> float:
+        state = sc.broadcast((fixed.factors, fixed.bias))
+
+        def solve(block: pd.DataFrame) -> pd.DataFrame:
+            factors, bias = state.value
+            rows, cols, ratings = unpack(block)
+            if kind == "empty":
+                return pd.DataFrame({"idx": np.zeros(0, np.int32), "bias": np.zeros(0),
+                                     "features": pd.Series([], dtype=object),
+                                     "sse": np.zeros(0), "n": np.zeros(0, np.int64)})
+            sol = solve_block(rows, cols, ratings, factors, bias, 3.5, 0.1, "count", max_gather)
+            return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,
+                                 "features": list(sol.factors), "sse": sol.sse, "n": sol.counts})
+
+        began = time.perf_counter()
+        writer = by_user.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA).write
+        if kind == "noop-write":
+            writer.format("noop").mode("overwrite").save()
+        else:
+            writer.mode("overwrite").parquet(path)
+        state.destroy()
+        return time.perf_counter() - began
+
+    for kind in ("full", "empty", "noop-write"):
+        for run in (1, 2):
+            timings[f"{kind} (run {run})"] = stage(kind)
+    blocks = by_user.toPandas()
+    began = time.perf_counter()
+    for _, block in blocks.groupby("block"):
+        rows, cols, ratings = unpack(block)
+        solve_block(rows, cols, ratings, fixed.factors, fixed.bias, 3.5, 0.1, "count", max_gather)
+    timings["math (CPU, all blocks)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    by_user.groupBy("block").count().collect()
+    timings["JVM aggregation over the cached blocks"] = time.perf_counter() - began
+    began = time.perf_counter()
+    read_side(spark, path, users.counts, args.rank)
+    timings["read_side"] = time.perf_counter() - began
+    print(f"{args.ratings}, rank {args.rank}, {args.blocks} blocks, {args.master}:")
+    for name, seconds in timings.items():
+        print(f"  {name:45s} {seconds:6.2f} s")
+    return timings
+
+
+if __name__ == "__main__":
+    main()
