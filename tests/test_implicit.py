@@ -116,3 +116,46 @@ def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative)
         P, C = reference.implicit_dense(users, items, ratings, 50, 30, 4.0)
         assert trail[-1] == pytest.approx(reference.implicit_objective(
             P, C, got.users.factors, got.items.factors, 0.05, "count"), rel=1e-9)
+
+
+def test_estimator_implicit_and_recommendations_score_without_biases(spark):
+    from mfspark import ALS
+
+    users, items, ratings = signed_ratings(30, 20, 0.3, seed=21)
+    df = spark.createDataFrame(list(zip(users.tolist(), items.tolist(), ratings.tolist())),
+                               "user long, item long, rating double")
+    model = ALS(rank=3, maxIter=2, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=4,
+                numUserBlocks=2, numItemBlocks=2).fit(df)
+    ref = reference.implicit_als(users, items, ratings, 30, 20, init_factors(20, 3, 4), 0.1,
+                                 5.0, "count", 2)
+    uf = {r["id"]: r for r in model.userFactors.collect()}
+    vf = {r["id"]: r for r in model.itemFactors.collect()}
+    U = np.array([uf[u]["features"] for u in range(30)])
+    V = np.array([vf[i]["features"] for i in range(20)])
+    np.testing.assert_allclose(U, ref.user_factors, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(V, ref.item_factors, rtol=1e-8, atol=1e-12)
+    assert model.mu == 0.0 and all(r["bias"] == 0.0 for r in uf.values())
+    assert model.metadata["implicit_prefs"] and model.metadata["alpha"] == 5.0
+    recs = model.recommendForAllUsers(3).collect()
+    assert len(recs) == 30
+    for row in recs:  # score = u . v, best first, nothing added
+        scores = U[row["user"]] @ V.T
+        expected = np.sort(scores)[::-1][:3]
+        got = [r["rating"] for r in row["recommendations"]]
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        assert [r["item"] for r in row["recommendations"]][0] == int(np.argmax(scores))
+
+
+def test_estimator_nonnegative_keeps_free_biases(spark):
+    from mfspark import ALS
+
+    users, items, ratings = random_ratings(30, 20, 0.3, seed=22)
+    df = spark.createDataFrame(list(zip(users.tolist(), items.tolist(), ratings.tolist())),
+                               "user long, item long, rating double")
+    model = ALS(rank=3, maxIter=3, nonnegative=True, numUserBlocks=2, numItemBlocks=2).fit(df)
+    for side in (model.userFactors, model.itemFactors):
+        rows = side.collect()
+        assert all(min(r["features"]) >= 0 for r in rows)
+        assert any(r["bias"] < 0 for r in rows) and any(r["bias"] > 0 for r in rows)
+    hist = [h["objective"] for h in model.history]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(hist, hist[1:]))
