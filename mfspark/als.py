@@ -153,6 +153,8 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
     if resume is None:
         start = initial_items if initial_items is not None else init_factors(
             len(ratings.item_counts), rank, params.seed)
+        if params.nonnegative and initial_items is None:  # issue 8: start feasible, as MLlib
+            start = np.abs(start)
         items = Side(np.array(start, dtype=np.float64), np.zeros(len(ratings.item_counts)),
                      ratings.item_counts)
         write_side(spark, f"{iteration_dir(work_dir, 0)}/item", items)
