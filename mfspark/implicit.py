@@ -69,7 +69,12 @@ def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarra
     padded = np.int64(1) << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
     for length in np.unique(padded):
         members = np.flatnonzero(padded == length)
-        per_chunk = max(1, max_gather // (int(length) * max(k, 1)))
+        per_chunk = max_gather // (int(length) * max(k, 1))
+        if per_chunk == 0:  # one row alone is larger than the gather budget: slice it
+            for r in members:
+                gram[r], rhs[r] = _long_row(F, cols, weight, target, start[r], counts[r],
+                                            max(1, max_gather // max(k, 1)))
+            continue
         offsets = np.arange(length)
         for lo in range(0, len(members), per_chunk):
             chunk = members[lo:lo + per_chunk]
@@ -82,6 +87,19 @@ def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarra
             rhs[chunk] = (Gt @ (target[idx] * mask)[..., None])[..., 0]
             G *= root[idx][..., None]
             gram[chunk] = Gt @ G
+    return gram, rhs
+
+
+def _long_row(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
+              start: int, count: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """One very long row's weighted sums, accumulated over slices of ``step`` ratings."""
+    k = F.shape[1]
+    gram, rhs = np.zeros((k, k)), np.zeros(k)
+    for lo in range(start, start + count, step):
+        hi = min(lo + step, start + count)
+        X = F[cols[lo:hi]]
+        rhs += X.T @ target[lo:hi]
+        gram += (X.T * weight[lo:hi]) @ X
     return gram, rhs
 
 

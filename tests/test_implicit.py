@@ -159,3 +159,13 @@ def test_estimator_nonnegative_keeps_free_biases(spark):
         assert any(r["bias"] < 0 for r in rows) and any(r["bias"] > 0 for r in rows)
     hist = [h["objective"] for h in model.history]
     assert all(b <= a * (1 + 1e-12) for a, b in zip(hist, hist[1:]))
+
+
+def test_gather_budget_smaller_than_a_row_gives_the_same_systems():
+    users, items, ratings = signed_ratings(12, 40, 0.6, seed=8)
+    Y = init_factors(40, 3, seed=2)
+    args = (users, items, ratings, Y, np.zeros(40), 0.0, 0.1, "count")
+    big = solve_variant_block(*args, biases=False, alpha=2.0)
+    tiny = solve_variant_block(*args, max_gather=7, biases=False, alpha=2.0)  # 2 ratings/slice
+    np.testing.assert_allclose(tiny.factors, big.factors, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(tiny.sse, big.sse, rtol=1e-10)
