@@ -121,6 +121,7 @@ def main() -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--skip-explicit", action="store_true", help="no nonnegative RMSE part")
+    p.add_argument("--skip-implicit", action="store_true", help="no implicit ranking part")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
     spark = get_session(args.master, "mfspark-implicit-benchmark",
@@ -140,7 +141,7 @@ def main() -> None:
                   numUserBlocks=args.blocks, numItemBlocks=args.blocks)
     warm_up(train_df, common)
     rows = []
-    for alpha in args.alphas:
+    for alpha in ([] if args.skip_implicit else args.alphas):
         for nonnegative in (False, True):
             for seed in args.seeds:
                 for system, est in estimators(dict(common, seed=seed), nonnegative, True,

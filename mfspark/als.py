@@ -143,8 +143,11 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
     """
     spark = ratings.by_user.sparkSession
     rank = params.rank
-    # issue 8: the implicit model has no global mean; its penalty counts values > 0 only
-    mu = 0.0 if params.implicit_prefs else ratings.mu
+    # issue 8: the implicit model has no global mean (its penalty counts values > 0 only);
+    # neither has the nonnegative model without biases: u . v >= 0 added to a fixed mu could
+    # never predict below the mean (the model is MLlib's nonnegative u . v)
+    mu = (0.0 if params.implicit_prefs or (params.nonnegative and not params.fit_biases)
+          else ratings.mu)
     alpha = params.alpha if params.implicit_prefs else None
     reg_counts = ((positive_counts(ratings.by_user, len(ratings.user_counts)),
                    positive_counts(ratings.by_item, len(ratings.item_counts)))
@@ -184,7 +187,7 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
                                 else math.sqrt(sse / ratings.count))}
         result.users, result.items = users, items
         if test is not None and not params.implicit_prefs:
-            entry["test_rmse"] = evaluate.rmse(test, users, items, ratings.mu)
+            entry["test_rmse"] = evaluate.rmse(test, users, items, mu)
         entry["seconds"] = time.perf_counter() - began
         write_entry(spark, work_dir, it, entry)
         result.history.append(entry)

@@ -169,3 +169,20 @@ def test_gather_budget_smaller_than_a_row_gives_the_same_systems():
     tiny = solve_variant_block(*args, max_gather=7, biases=False, alpha=2.0)  # 2 ratings/slice
     np.testing.assert_allclose(tiny.factors, big.factors, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(tiny.sse, big.sse, rtol=1e-10)
+
+
+def test_spark_nonnegative_without_biases_is_mllibs_model(spark, tmp_path):
+    """u . v >= 0 on top of a fixed mu could never predict below the mean: without biases the
+    nonnegative model is MLlib's u . v (mu = 0), and each stored side solves its NNLS."""
+    users, items, ratings = random_ratings(30, 20, 0.3, seed=9)
+    params = ALSParams(rank=3, reg=0.1, iterations=3, nonnegative=True, biases=False,
+                       num_user_blocks=2, num_item_blocks=2)
+    got = fit_spark(spark, users, items, ratings, params, str(tmp_path),
+                    np.abs(init_factors(20, 3, 2)))
+    assert got.mu == 0.0
+    U, V = got.users.factors, got.items.factors
+    for j in range(20):  # item step given the stored users: NNLS on ratings themselves
+        sel = items == j
+        X = U[users[sel]]
+        A = X.T @ X + 0.1 * sel.sum() * np.eye(3)
+        assert kkt_violation(A[None], (X.T @ ratings[sel])[None], V[j][None])[0] < 1e-9
