@@ -69,10 +69,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--reg-scale", default="count", choices=["count", "none"])
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--systems", nargs="+", default=["mfspark", "mllib", "numpy"])
+    p.add_argument("--systems", nargs="+", default=None,
+                   help="of mfspark, mllib, numpy (default: all three; without numpy with "
+                        "--implicit-prefs or --nonnegative)")
+    p.add_argument("--implicit-prefs", action="store_true",
+                   help="both systems fit implicit feedback (no test RMSE: see "
+                        "benchmarks/implicit.py for ranking metrics)")
+    p.add_argument("--alpha", type=float, default=1.0, help="implicit confidence slope")
+    p.add_argument("--nonnegative", action="store_true", help="both fit factors >= 0")
     p.add_argument("--blocks", type=int, help="mfspark blocks per side (default 2 x cores)")
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
     args = p.parse_args(argv)
+    if args.systems is None:
+        args.systems = (["mfspark", "mllib"] if args.implicit_prefs or args.nonnegative
+                        else ["mfspark", "mllib", "numpy"])
     spark = get_session(args.master, app_name="mfspark-benchmark")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +95,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for rank in args.ranks:
         params = ALSParams(rank=rank, reg=args.reg, reg_scale=args.reg_scale,
                            iterations=args.iterations, seed=args.seed,
-                           num_user_blocks=args.blocks, num_item_blocks=args.blocks)
+                           num_user_blocks=args.blocks, num_item_blocks=args.blocks,
+                           implicit_prefs=args.implicit_prefs, alpha=args.alpha,
+                           nonnegative=args.nonnegative)
         result = compare(data, params, str(out / "work"), args.systems)
         mf = next((r for r in result if r["system"] == "mfspark"), None)
         if mf is not None:

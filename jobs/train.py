@@ -59,6 +59,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--item-blocks", dest="num_item_blocks", type=int, help="item blocks")
     p.add_argument("--block-memory-mb", type=int,
                    help="memory budget (MiB) for building one block's normal equations")
+    p.add_argument("--implicit-prefs", action=argparse.BooleanOptionalAction, default=None,
+                   help="implicit feedback (MLlib's implicitPrefs): preference rating > 0, "
+                        "confidence 1 + alpha |rating|, no biases (default: explicit)")
+    p.add_argument("--alpha", type=float,
+                   help="implicit-feedback confidence slope, >= 0 (default 1.0)")
+    p.add_argument("--nonnegative", action=argparse.BooleanOptionalAction, default=None,
+                   help="constrain the factors to be >= 0; biases stay free (default: no)")
+    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit user and item biases (default: yes, except with "
+                        "--implicit-prefs)")
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
     p.add_argument("--resume", action="store_true",
@@ -76,7 +86,8 @@ def settings(args: argparse.Namespace) -> cfg.JobConfig:
     keys = ("path", "format", "delimiter", "header", "user_col", "item_col", "rating_col",
             "timestamp_col", "out", "rank", "reg", "reg_scale", "iterations", "seed",
             "test_fraction", "split_seed", "num_user_blocks", "num_item_blocks",
-            "on_bad_rows", "duplicates", "rating_range", "block_memory_mb")
+            "on_bad_rows", "duplicates", "rating_range", "block_memory_mb",
+            "implicit_prefs", "alpha", "nonnegative", "biases")
     return cfg.override(base, **{k: getattr(args, k) for k in keys})
 
 
@@ -90,7 +101,11 @@ def report(result: TrainResult, show: int) -> None:
     c = md["counts"]
     print(f"rows: {c['read']} read = {c['used']} used + {c['rejected']} rejected + "
           f"{c['merged']} merged")
-    print(f"train RMSE {last['train_rmse']:.4f}")
+    if md.get("implicit_prefs"):
+        print(f"implicit feedback (alpha={md['alpha']}): objective {last['objective']:.6g}; "
+              "no RMSE (the model predicts preferences, not ratings)")
+    else:
+        print(f"train RMSE {last['train_rmse']:.4f}")
     if "test_rmse" in last:
         print(f"test RMSE  {last['test_rmse']:.4f}  (model)")
     for name, value in result.baselines.items():

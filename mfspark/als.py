@@ -89,10 +89,25 @@ def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarr
                               item_counts=item_counts, checksum=int(row["checksum"]))
 
 
-def objective(sse: float, users: Side, items: Side, params: ALSParams) -> float:
-    """J = squared error + the (possibly count-weighted) penalty on both sides."""
-    return (sse + penalty(users.factors, users.bias, users.counts, params.reg, params.reg_scale)
-            + penalty(items.factors, items.bias, items.counts, params.reg, params.reg_scale))
+def objective(sse: float, users: Side, items: Side, params: ALSParams,
+              reg_counts: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """J = squared error (implicit feedback: the confidence-weighted loss over all pairs) +
+    the (possibly count-weighted) penalty on both sides; ``reg_counts`` replaces the rating
+    counts that weight the penalty (implicit feedback: the counts of values > 0)."""
+    count_u, count_i = reg_counts if reg_counts is not None else (users.counts, items.counts)
+    return (sse + penalty(users.factors, users.bias, count_u, params.reg, params.reg_scale)
+            + penalty(items.factors, items.bias, count_i, params.reg, params.reg_scale))
+
+
+# --- issue 8: implicit feedback ---
+def positive_counts(ratings_by_block: DataFrame, n: int) -> np.ndarray:
+    """Each row's number of values > 0 (MLlib's ``numExplicits``: what scales the implicit
+    model's regularization), as a dense array of ``n``."""
+    table = (ratings_by_block.filter(F.col("rating") > 0).groupBy("row").count()
+             .toArrow())
+    counts = np.zeros(n, dtype=np.int64)
+    counts[table.column("row").to_numpy()] = table.column("count").to_numpy()
+    return counts
 
 
 def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
@@ -123,35 +138,51 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
     """
     spark = ratings.by_user.sparkSession
     rank = params.rank
+    # issue 8: the implicit model has no global mean (its penalty counts values > 0 only);
+    # neither has the nonnegative model without biases: u . v >= 0 added to a fixed mu could
+    # never predict below the mean (the model is MLlib's nonnegative u . v)
+    mu = (0.0 if params.implicit_prefs or (params.nonnegative and not params.fit_biases)
+          else ratings.mu)
+    alpha = params.alpha if params.implicit_prefs else None
+    reg_counts = ((positive_counts(ratings.by_user, len(ratings.user_counts)),
+                   positive_counts(ratings.by_item, len(ratings.item_counts)))
+                  if params.implicit_prefs else None)
     max_gather = gather_limit(params.block_memory_mb, rank)
     if resume is None:
         start = initial_items if initial_items is not None else init_factors(
             len(ratings.item_counts), rank, params.seed)
+        if params.nonnegative and initial_items is None:  # issue 8: start feasible, as MLlib
+            start = np.abs(start)
         items = Side(np.array(start, dtype=np.float64), np.zeros(len(ratings.item_counts)),
                      ratings.item_counts)
         write_side(spark, f"{iteration_dir(work_dir, 0)}/item", items)
-        resume = ALSResult(mu=ratings.mu, users=Side.zeros(ratings.user_counts, rank),
+        resume = ALSResult(mu=mu, users=Side.zeros(ratings.user_counts, rank),
                            items=items)
-    result = ALSResult(mu=ratings.mu, users=resume.users, items=resume.items,
+    result = ALSResult(mu=mu, users=resume.users, items=resume.items,
                        history=list(resume.history))
     for it in range(len(result.history) + 1, params.iterations + 1):
         began = time.perf_counter()
         path = iteration_dir(work_dir, it)
-        half_step(ratings.by_user, result.items, ratings.mu, params.reg, params.reg_scale,
-                  "user", f"{path}/user", max_gather, probe, params.biases)
+        half_step(ratings.by_user, result.items, mu, params.reg, params.reg_scale,
+                  "user", f"{path}/user", max_gather, probe, params.fit_biases,
+                  params.nonnegative, alpha)
         users, sse_user = read_side(spark, f"{path}/user", ratings.user_counts, rank,
                                     what=f"iteration {it}, user step")
-        half_step(ratings.by_item, users, ratings.mu, params.reg, params.reg_scale, "item",
-                  f"{path}/item", max_gather, probe, params.biases)
+        half_step(ratings.by_item, users, mu, params.reg, params.reg_scale, "item",
+                  f"{path}/item", max_gather, probe, params.fit_biases, params.nonnegative,
+                  alpha)
         items, sse = read_side(spark, f"{path}/item", ratings.item_counts, rank,
                                what=f"iteration {it}, item step")
         entry = {"iteration": it,
-                 "objective_after_user_step": objective(sse_user, users, result.items, params),
-                 "objective": objective(sse, users, items, params),
-                 "train_rmse": math.sqrt(sse / ratings.count)}
+                 "objective_after_user_step": objective(sse_user, users, result.items, params,
+                                                        reg_counts),
+                 "objective": objective(sse, users, items, params, reg_counts),
+                 # implicit feedback: sse is a weighted loss over all pairs, not an RMSE
+                 "train_rmse": (math.nan if params.implicit_prefs
+                                else math.sqrt(sse / ratings.count))}
         result.users, result.items = users, items
-        if test is not None:
-            entry["test_rmse"] = evaluate.rmse(test, users, items, ratings.mu)
+        if test is not None and not params.implicit_prefs:
+            entry["test_rmse"] = evaluate.rmse(test, users, items, mu)
         entry["seconds"] = time.perf_counter() - began
         write_entry(spark, work_dir, it, entry)
         result.history.append(entry)

@@ -103,9 +103,12 @@ def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]
     seconds = time.perf_counter() - began
     parts.unpersist()
     known = with_indices(data.test, users, items, how="inner")
+    # implicit feedback predicts preferences, not ratings: no RMSE (benchmarks/implicit.py
+    # compares ranking metrics)
+    rmse = (math.nan if params.implicit_prefs
+            else evaluate.rmse(known, fitted.users, fitted.items, fitted.mu))
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
-            "test_rmse": evaluate.rmse(known, fitted.users, fitted.items, fitted.mu),
-            "train_rmse": fitted.history[-1]["train_rmse"],
+            "test_rmse": rmse, "train_rmse": fitted.history[-1]["train_rmse"],
             "jvm_peak_heap_mb": jvm_peak_heap_mb(spark), "num_users": len(users),
             "num_items": len(items)}
 
@@ -119,10 +122,12 @@ def run_mllib(data: Split, params: ALSParams) -> dict[str, Any]:
     began = time.perf_counter()
     model = ALS(rank=params.rank, maxIter=params.iterations, regParam=params.reg,
                 userCol="user", itemCol="item", ratingCol="rating", seed=params.seed,
-                coldStartStrategy="drop").fit(data.train)
+                coldStartStrategy="drop", implicitPrefs=params.implicit_prefs,
+                alpha=params.alpha, nonnegative=params.nonnegative).fit(data.train)
     seconds = time.perf_counter() - began
     predictions = model.transform(data.test)
-    rmse = RegressionEvaluator(metricName="rmse", labelCol="rating").evaluate(predictions)
+    rmse = (math.nan if params.implicit_prefs else
+            RegressionEvaluator(metricName="rmse", labelCol="rating").evaluate(predictions))
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
             "test_rmse": rmse, "jvm_peak_heap_mb": jvm_peak_heap_mb(spark)}
 
@@ -130,6 +135,10 @@ def run_mllib(data: Split, params: ALSParams) -> dict[str, Any]:
 def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
     """The same math in this process on collected arrays (single-threaded BLAS if
     OPENBLAS_NUM_THREADS=1): what mfspark would cost without any distribution."""
+    if params.implicit_prefs or params.nonnegative:
+        raise ValueError("the in-process NumPy floor (system 'numpy') covers the default "
+                         "model only: drop it from --systems with --implicit-prefs or "
+                         "--nonnegative")
     spark = data.train.sparkSession
     users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
     table = with_indices(data.train, users, items).select("user_idx", "item_idx", "rating").toArrow()
@@ -163,6 +172,8 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
         if mllib is not None:
             r["time_vs_mllib"] = r["fit_seconds"] / mllib["fit_seconds"]
             r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
+        r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
+                 nonnegative=params.nonnegative)
     return rows
 
 

@@ -55,8 +55,22 @@ class ALSParams:
     block_memory_mb: int = 128
     """Memory budget (MiB) for building one block's normal equations (the gathered, padded
     factor rows); bounds a block's memory whatever the skew of its rows' rating counts."""
-    biases: bool = True
-    """Fit the user and item biases b, c (False: ``mu + u . v`` only; needs rank >= 1)."""
+    biases: bool | None = None
+    """Fit the user and item biases b, c (False: ``mu + u . v`` only; needs rank >= 1);
+    None (unset): True for explicit feedback, False for implicit feedback."""
+    implicit_prefs: bool = False
+    """Implicit feedback (Hu, Koren, Volinsky 2008; MLlib's ``implicitPrefs``): preference
+    ``r > 0``, confidence ``1 + alpha |r|``, every unobserved pair a confident-1 zero; no
+    biases and no global mean.  See :mod:`mfspark.implicit`."""
+    alpha: float = 1.0
+    """Confidence slope of implicit feedback (MLlib's ``alpha``, >= 0; unused otherwise)."""
+    nonnegative: bool = False
+    """Constrain the factors to be >= 0 (NNLS per row; the biases stay free)."""
+
+    @property
+    def fit_biases(self) -> bool:
+        """Whether the biases are fitted: ``biases``, or by default not for implicit."""
+        return (not self.implicit_prefs) if self.biases is None else self.biases
 
     def __post_init__(self) -> None:
         _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
@@ -70,9 +84,21 @@ class ALSParams:
         _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
         _require(isinstance(self.block_memory_mb, int) and self.block_memory_mb >= 1,
                  "als.block_memory_mb", self.block_memory_mb, "an integer >= 1")
-        _require(isinstance(self.biases, bool), "als.biases", self.biases, "true or false")
-        _require(self.biases or self.rank >= 1, "als.rank", self.rank,
-                 ">= 1 when als.biases is false (nothing would be fitted)")
+        _require(self.biases is None or isinstance(self.biases, bool), "als.biases",
+                 self.biases, "true or false")
+        _require(isinstance(self.implicit_prefs, bool), "als.implicit_prefs",
+                 self.implicit_prefs, "true or false")
+        _require(isinstance(self.nonnegative, bool), "als.nonnegative", self.nonnegative,
+                 "true or false")
+        _require(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
+                 and math.isfinite(self.alpha) and self.alpha >= 0, "als.alpha", self.alpha,
+                 "a finite number >= 0")
+        _require(not (self.implicit_prefs and self.biases), "als.biases", self.biases,
+                 "false or unset when als.implicit_prefs is true (the implicit model has no "
+                 "biases)")
+        _require(self.fit_biases or self.rank >= 1, "als.rank", self.rank,
+                 ">= 1 when als.biases is false or als.implicit_prefs is true (no biases: "
+                 "nothing would be fitted)")
         for name in ("num_user_blocks", "num_item_blocks"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",

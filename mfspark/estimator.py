@@ -53,7 +53,7 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
                  nonnegative: bool = False, checkpointInterval: int = 10,
                  coldStartStrategy: str = "nan", blockSize: int = 4096,
                  predictionCol: str = "prediction", regScale: str = "count",
-                 biases: bool = True, workDir: str | None = None,
+                 biases: bool | None = None, workDir: str | None = None,
                  minRating: float | None = None, maxRating: float | None = None) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -90,6 +90,18 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
     def setColdStartStrategy(self, value: str) -> "ALS":
         return self._set(coldStartStrategy=value)
 
+    def setImplicitPrefs(self, value: bool) -> "ALS":
+        return self._set(implicitPrefs=value)
+
+    def setAlpha(self, value: float) -> "ALS":
+        return self._set(alpha=value)
+
+    def setNonnegative(self, value: bool) -> "ALS":
+        return self._set(nonnegative=value)
+
+    def setBiases(self, value: bool) -> "ALS":
+        return self._set(biases=value)
+
     def setSeed(self, value: int) -> "ALS":
         return self._set(seed=value)
 
@@ -123,7 +135,10 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
                              if self.isSet(self.numUserBlocks) else None),
             num_item_blocks=(self.getOrDefault(self.numItemBlocks)
                              if self.isSet(self.numItemBlocks) else None),
-            biases=self.getOrDefault(self.biases))
+            biases=self.getBiases(),
+            implicit_prefs=self.getOrDefault(self.implicitPrefs),
+            alpha=float(self.getOrDefault(self.alpha)),
+            nonnegative=self.getOrDefault(self.nonnegative))
 
     def _work_dir(self, spark: SparkSession) -> tuple[str, bool]:
         """(directory, whether it is temporary and deleted after fitting)."""

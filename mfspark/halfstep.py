@@ -26,6 +26,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, solve_block
+# --- issue 8: implicit feedback / nonnegative factors ---
+from mfspark.implicit import gramian
+from mfspark.variants import solve_variant_block
 
 #: What a half-step writes for each solved row.
 SOLUTION_SCHEMA = "idx int, bias double, features array<double>, sse double, n long"
@@ -219,16 +222,22 @@ def memory_probe(spark: SparkSession) -> Accumulator:
 
 def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
               reg_scale: str, side: str, path: str, max_gather: int = DEFAULT_MAX_GATHER,
-              probe: Accumulator | None = None, biases: bool = True) -> None:
+              probe: Accumulator | None = None, biases: bool = True,
+              nonnegative: bool = False, alpha: float | None = None) -> None:
     """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
     the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``.
 
     ``max_gather`` bounds each block's gather memory (:func:`mfspark.solve.solve_block`);
     with a ``probe`` (:func:`memory_probe`) each block's peak solver memory is recorded;
-    ``biases=False`` fits factors only (biases stay zero).
+    ``biases=False`` fits factors only (biases stay zero).  ``nonnegative`` and ``alpha``
+    (implicit feedback) select :func:`mfspark.variants.solve_variant_block`; for implicit
+    feedback the fixed side's ``Y^T Y`` is computed here, on the driver, and broadcast.
     """
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
+    # --- issue 8: dispatch to the implicit / nonnegative solver ---
+    variant = nonnegative or alpha is not None
+    fixed_gram = sc.broadcast(gramian(fixed.factors)) if alpha is not None else None
 
     def solve(block: pd.DataFrame) -> pd.DataFrame:
         factors, bias = fixed_state.value
@@ -237,8 +246,14 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
         sol = None
         try:
             rows, cols, ratings = unpack(block)
-            sol = solve_block(rows, cols, ratings, factors, bias, mu, lam, reg_scale,
-                              max_gather, biases=biases)
+            if variant:  # issue 8
+                sol = solve_variant_block(
+                    rows, cols, ratings, factors, bias, mu, lam, reg_scale, max_gather,
+                    biases=biases, nonnegative=nonnegative, alpha=alpha,
+                    fixed_gram=fixed_gram.value if fixed_gram is not None else None)
+            else:
+                sol = solve_block(rows, cols, ratings, factors, bias, mu, lam, reg_scale,
+                                  max_gather, biases=biases)
         except SolveError as err:
             raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
         finally:
@@ -254,3 +269,5 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
          .write.mode("overwrite").parquet(path))
     finally:
         fixed_state.destroy()
+        if fixed_gram is not None:  # issue 8
+            fixed_gram.destroy()

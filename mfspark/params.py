@@ -3,13 +3,15 @@
 The names, defaults and meanings follow ``pyspark.ml.recommendation.ALS`` wherever they make
 sense for this model, so that a pipeline built on MLlib's ALS keeps working when only the
 import changes; ``regParam`` keeps MLlib's meaning (lambda scaled by each row's rating
-count) unless ``regScale="none"``.  MLlib parameters that this model does not implement
-(``implicitPrefs``, ``nonnegative``) are accepted but refuse a non-default value when
-fitting, rather than being silently ignored.
+count) unless ``regScale="none"``.  ``implicitPrefs``/``alpha`` (implicit feedback, MLlib's
+semantics, see :mod:`mfspark.implicit`) and ``nonnegative`` (NNLS, see :mod:`mfspark.nnls`)
+have MLlib's meaning too; ``biases`` unset means on for explicit and off for implicit
+feedback.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -94,17 +96,19 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
     numItemBlocks: Param[int] = _param("numItemBlocks", "number of item blocks; unless set, "
                                        "twice the default parallelism", TypeConverters.toInt)
     ratingCol: Param[str] = _param("ratingCol", "column of ratings", TypeConverters.toString)
-    implicitPrefs: Param[bool] = _param("implicitPrefs", "implicit feedback (not supported: "
-                                        "must be false)", TypeConverters.toBoolean)
-    alpha: Param[float] = _param("alpha", "implicit-feedback confidence (unused)",
+    implicitPrefs: Param[bool] = _param(
+        "implicitPrefs", "implicit feedback (Hu, Koren, Volinsky 2008, as MLlib): preference "
+        "rating > 0, confidence 1 + alpha |rating|, no biases", TypeConverters.toBoolean)
+    alpha: Param[float] = _param("alpha", "implicit-feedback confidence slope (>= 0)",
                                  TypeConverters.toFloat)
-    nonnegative: Param[bool] = _param("nonnegative", "nonnegative factors (not supported: "
-                                      "must be false)", TypeConverters.toBoolean)
+    nonnegative: Param[bool] = _param("nonnegative", "constrain the factors to be >= 0 "
+                                      "(biases stay free)", TypeConverters.toBoolean)
     regScale: Param[str] = _param(
         "regScale", "'count': regParam times each row's rating count (MLlib's meaning, "
         "ALS-WR); 'none': plain lambda on every parameter (MODEL.md)", TypeConverters.toString)
-    biases: Param[bool] = _param("biases", "fit user and item biases (false: mu + u.v)",
-                                 TypeConverters.toBoolean)
+    biases: Param[bool] = _param("biases", "fit user and item biases (false: mu + u.v); "
+                                 "unset: true for explicit, false for implicit feedback "
+                                 "(which has no biases)", TypeConverters.toBoolean)
     workDir: Param[str] = _param(
         "workDir", "directory for the per-iteration factor Parquet (kept); unset: a temporary "
         "directory under the checkpoint dir or spark.local.dir, deleted after fitting",
@@ -114,8 +118,7 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         super().__init__(*args)
         self._setDefault(rank=10, maxIter=10, regParam=0.1, numUserBlocks=10,
                          numItemBlocks=10, ratingCol="rating", implicitPrefs=False, alpha=1.0,
-                         nonnegative=False, checkpointInterval=10, seed=0, regScale="count",
-                         biases=True)
+                         nonnegative=False, checkpointInterval=10, seed=0, regScale="count")
 
     def getRank(self) -> int:
         """The rank K."""
@@ -125,6 +128,10 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         """The column of ratings."""
         return self.getOrDefault(self.ratingCol)
 
+    def getBiases(self) -> bool | None:
+        """Whether biases are fitted; None when unset (then: not for implicit feedback)."""
+        return self.getOrDefault(self.biases) if self.isDefined(self.biases) else None
+
     def getRegScale(self) -> str:
         """``count`` or ``none``."""
         return self.getOrDefault(self.regScale)
@@ -132,10 +139,12 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
     def checkParams(self) -> None:
         """Validate before fitting; :class:`ParamError` names the parameter and the value."""
         self.checkModelParams()
-        for name in ("implicitPrefs", "nonnegative"):
-            if self.getOrDefault(name):
-                raise ParamError(f"{name}=True is not supported by mfspark (explicit "
-                                 "feedback, unconstrained factors); use pyspark.ml ALS for it")
+        alpha = self.getOrDefault(self.alpha)
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ParamError(f"alpha must be a finite number >= 0, got {alpha}")
+        if self.getOrDefault(self.implicitPrefs) and self.getBiases():
+            raise ParamError("biases=True is not supported with implicitPrefs=True (the "
+                             "implicit model has no biases); leave biases unset or False")
         if self.getRegScale() not in REG_SCALES:
             raise ParamError(f"regScale must be one of {REG_SCALES}, got {self.getRegScale()!r}")
         for name, low in (("rank", 0), ("maxIter", 1), ("numUserBlocks", 1),

@@ -80,3 +80,59 @@ def als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
             model.mu, lam, reg_scale)
         model.objectives.append(objective(users, items, ratings, model, lam, reg_scale))
     return model
+
+
+# --- implicit feedback (issue 8): dense oracle of mfspark.implicit ---------------------------
+
+
+def implicit_dense(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+                   n_items: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The full preference and confidence matrices: ``P = [r > 0]``, ``C = 1 + alpha |r|``
+    on observed pairs, ``P = 0`` and ``C = 1`` elsewhere."""
+    P, C = np.zeros((n_users, n_items)), np.ones((n_users, n_items))
+    r = np.asarray(ratings, dtype=np.float64)
+    P[users, items] = (r > 0).astype(float)
+    C[users, items] = 1.0 + alpha * np.abs(r)
+    return P, C
+
+
+def implicit_objective(P: np.ndarray, C: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                       lam: float, reg_scale: str) -> float:
+    """``sum_{all u, i} c (p - x_u . y_i)^2 + sum lam_u ||x_u||^2 + sum lam_i ||y_i||^2``,
+    with ``lam_u = lam * #{i: r_ui > 0}`` under ``reg_scale="count"``."""
+    lam_u = _lams((P > 0).sum(axis=1), lam, reg_scale)
+    lam_i = _lams((P > 0).sum(axis=0), lam, reg_scale)
+    return float(np.sum(C * (P - X @ Y.T) ** 2) + lam_u @ np.sum(X ** 2, axis=1)
+                 + lam_i @ np.sum(Y ** 2, axis=1))
+
+
+def _implicit_half_step(P: np.ndarray, C: np.ndarray, Y: np.ndarray, lam: float,
+                        reg_scale: str) -> np.ndarray:
+    """Each row's exact minimizer, ``(Y^T C_u Y + lam_u I)^-1 Y^T C_u p_u``, on the dense
+    matrices (every column, observed or not)."""
+    k = Y.shape[1]
+    lam_u = _lams((P > 0).sum(axis=1), lam, reg_scale)
+    X = np.zeros((P.shape[0], k))
+    for u in range(P.shape[0]):
+        YC = Y.T * C[u]
+        X[u] = np.linalg.solve(YC @ Y + lam_u[u] * np.eye(k), YC @ P[u])
+    return X
+
+
+def implicit_als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
+                 n_items: int, item_factors: np.ndarray, lam: float, alpha: float,
+                 reg_scale: str, iterations: int) -> ReferenceModel:
+    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008; MLlib's semantics) on dense P and C:
+    no biases, no global mean; J recorded after every iteration."""
+    P, C = implicit_dense(users, items, ratings, n_users, n_items, alpha)
+    k = item_factors.shape[1]
+    model = ReferenceModel(mu=0.0, user_factors=np.zeros((n_users, k)),
+                           user_bias=np.zeros(n_users),
+                           item_factors=np.array(item_factors, dtype=np.float64),
+                           item_bias=np.zeros(n_items))
+    for _ in range(iterations):
+        model.user_factors = _implicit_half_step(P, C, model.item_factors, lam, reg_scale)
+        model.item_factors = _implicit_half_step(P.T, C.T, model.user_factors, lam, reg_scale)
+        model.objectives.append(implicit_objective(P, C, model.user_factors,
+                                                   model.item_factors, lam, reg_scale))
+    return model

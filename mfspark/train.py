@@ -123,7 +123,9 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
                                  config.als.iterations) if resume_run else None)
     if state is None:
         resume.start(spark, work_dir, record)
-    base = baselines(parts, config, test, f"{out}/baselines") if with_baselines and test else {}
+    # issue 8: the baselines are rating predictors: none for implicit feedback
+    base = (baselines(parts, config, test, f"{out}/baselines")
+            if with_baselines and test and not config.als.implicit_prefs else {})
     if base:
         fs.delete(spark, f"{out}/baselines")
     fitted = als.fit(parts, config.als, work_dir, test=test, on_iteration=log_iteration,

@@ -62,3 +62,20 @@ def test_halfstep_profile_runs(spark, tmp_path):
     timings = module.main(["--ratings", str(data), "--rank", "2", "--blocks", "2",
                            "--out", str(tmp_path / "out")])
     assert len(timings) == 10 and all(t > 0 for t in timings.values())
+
+
+def test_benchmark_nonnegative_and_implicit_against_mllib(spark, tmp_path):
+    data = tmp_path / "ratings"
+    generate(spark, PlantedModel(num_users=100, num_items=80, num_ratings=1500, rank=2)
+             ).write.parquet(str(data))
+    job = load_job("benchmark")
+    rows = job.main(["--ratings", str(data), "--out", str(tmp_path / "nn"), "--ranks", "2",
+                     "--iterations", "2", "--nonnegative"])
+    by_system = {r["system"]: r for r in rows}
+    assert {"mfspark", "mllib"} <= set(by_system) and "numpy" not in by_system
+    assert by_system["mfspark"]["nonnegative"] and by_system["mllib"]["nonnegative"]
+    assert 0 < by_system["mfspark"]["test_rmse"] < 5 and 0 < by_system["mllib"]["test_rmse"] < 5
+    rows = job.main(["--ratings", str(data), "--out", str(tmp_path / "imp"), "--ranks", "2",
+                     "--iterations", "2", "--implicit-prefs", "--alpha", "3"])
+    mf = next(r for r in rows if r["system"] == "mfspark")
+    assert mf["implicit_prefs"] and mf["alpha"] == 3.0 and mf["fit_seconds"] > 0

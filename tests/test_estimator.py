@@ -87,8 +87,10 @@ def test_copy_and_set_params():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"coldStartStrategy": "zero"}, "coldStartStrategy must be one of"),
-    ({"implicitPrefs": True}, "implicitPrefs=True is not supported"),
-    ({"nonnegative": True}, "nonnegative=True is not supported"),
+    ({"implicitPrefs": True, "biases": True}, "biases=True is not supported with "
+                                              "implicitPrefs=True"),
+    ({"alpha": -0.5}, "alpha must be a finite number >= 0, got -0.5"),
+    ({"implicitPrefs": True, "rank": 0}, "als.rank must be >= 1"),
     ({"regScale": "ridge"}, "regScale must be one of"),
     ({"regParam": 0.0}, "regParam must be > 0, got 0.0"),
     ({"maxIter": 0}, "maxIter must be >= 1, got 0"),

@@ -1,0 +1,132 @@
+"""Implicit-feedback ALS (Hu, Koren and Volinsky 2008) for one block of rows, in NumPy only.
+
+Semantics are Spark MLlib's (``ALS(implicitPrefs=True, alpha=...)``).  Every observed value
+``r`` (a count of plays, clicks, or a rating) becomes
+
+- a preference ``p = 1`` if ``r > 0``, else ``p = 0``;
+- a confidence ``c = 1 + alpha * |r|`` (``|r|``: a negative value is a confident 0).
+
+Every (row, column) pair *not* observed has ``p = 0`` and ``c = 1``.  The objective is
+
+    J = sum_{all (u, i)} c_ui (p_ui - x_u . y_i)^2 + sum_u lam_u ||x_u||^2 + sum_i lam_i ||y_i||^2
+
+with ``lam_u = lam * n_u`` (``reg_scale="count"``, MLlib's regParam; ``n_u`` is the number of
+the row's values with ``r > 0``, as MLlib's ``numExplicits``) or ``lam_u = lam``.  With the
+fixed side ``Y`` each row's exact minimizer solves
+
+    (Y^T Y + sum_{i in Omega_u} (c_ui - 1) y_i y_i^T + lam_u I) x_u = sum_{i in Omega_u} c_ui p_ui y_i
+
+``Y^T Y`` (:func:`gramian`) is computed once per half-step, on the driver that holds the
+broadcast factors; only the observed entries enter the per-row correction, built like the
+explicit normal equations (rows bucketed by their count rounded up to a power of two, one
+stacked matrix product per bucket) on gathered rows scaled by ``sqrt(c - 1)``.
+
+Each row's data term of J after its solve is returned without another pass over all pairs:
+
+    sum_i c_ui (p_ui - x . y_i)^2 = sum_{Omega_u} c p^2 - 2 x . b + x^T (A - lam_u I) x
+
+where ``A x = b`` is the row's system (any ``x``: it also holds for the NNLS solution).
+There is no bias and no global mean in this model (MLlib has none either).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mfspark.solve import DEFAULT_MAX_GATHER, regularization
+
+
+def gramian(factors: np.ndarray) -> np.ndarray:
+    """``Y^T Y`` of the fixed side's factors, in float64."""
+    Y = np.asarray(factors, dtype=np.float64)
+    return Y.T @ Y
+
+
+def confidence_terms(ratings: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per observed value: ``c - 1 = alpha |r|`` (the weight of the Gram correction) and
+    ``c p`` (the weight of the right-hand side: ``1 + alpha r`` if ``r > 0``, else 0)."""
+    r = np.asarray(ratings, dtype=np.float64)
+    extra = alpha * np.abs(r)
+    return extra, np.where(r > 0, 1.0 + extra, 0.0)
+
+
+def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarray,
+                              target: np.ndarray, start: np.ndarray, counts: np.ndarray,
+                              max_gather: int = DEFAULT_MAX_GATHER
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``sum_j weight_j f_j f_j^T`` and ``sum_j target_j f_j`` over its ratings
+    ``j`` in ``start_r .. start_r + counts_r`` (ratings sorted by row, ``f_j = F[cols[j]]``).
+
+    Rows are bucketed by count rounded up to a power of two; each bucket is one stacked
+    matrix product on zero-padded gathers (at most ``max_gather`` float64 elements at a
+    time): the right-hand side from the gathered rows, then the rows are scaled in place by
+    ``sqrt(weight)`` for the Gram product.
+    """
+    n_rows, k = len(counts), F.shape[1]
+    gram = np.empty((n_rows, k, k))
+    rhs = np.empty((n_rows, k))
+    root = np.sqrt(weight)
+    padded = np.int64(1) << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
+    for length in np.unique(padded):
+        members = np.flatnonzero(padded == length)
+        per_chunk = max_gather // (int(length) * max(k, 1))
+        if per_chunk == 0:  # one row alone is larger than the gather budget: slice it
+            for r in members:
+                gram[r], rhs[r] = _long_row(F, cols, weight, target, start[r], counts[r],
+                                            max(1, max_gather // max(k, 1)))
+            continue
+        offsets = np.arange(length)
+        for lo in range(0, len(members), per_chunk):
+            chunk = members[lo:lo + per_chunk]
+            mask = offsets[None, :] < counts[chunk][:, None]
+            idx = start[chunk][:, None] + offsets[None, :]
+            np.multiply(idx, mask, out=idx)  # padding slots point at rating 0 ...
+            G = F[cols[idx]]
+            G *= mask[..., None]  # ... and are zeroed
+            Gt = G.transpose(0, 2, 1)
+            rhs[chunk] = (Gt @ (target[idx] * mask)[..., None])[..., 0]
+            G *= root[idx][..., None]
+            gram[chunk] = Gt @ G
+    return gram, rhs
+
+
+def _long_row(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
+              start: int, count: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """One very long row's weighted sums, accumulated over slices of ``step`` ratings."""
+    k = F.shape[1]
+    gram, rhs = np.zeros((k, k)), np.zeros(k)
+    for lo in range(start, start + count, step):
+        hi = min(lo + step, start + count)
+        X = F[cols[lo:hi]]
+        rhs += X.T @ target[lo:hi]
+        gram += (X.T * weight[lo:hi]) @ X
+    return gram, rhs
+
+
+def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,
+                    ratings: np.ndarray, start: np.ndarray, counts: np.ndarray, alpha: float,
+                    lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows' systems ``A x = b`` of the module docstring.
+
+    Returns ``(A, b, lam_rows, cpp)``: ``lam_rows`` the per-row ridge weights (already on
+    ``A``'s diagonal), ``cpp`` each row's ``sum c p^2`` over its observed values.
+    """
+    extra, target = confidence_terms(ratings, alpha)
+    gram, rhs = weighted_normal_equations(F, cols, extra, target, start, counts, max_gather)
+    gram += fixed_gram
+    positive = (np.asarray(ratings) > 0).astype(np.float64)
+    n_pos = np.add.reduceat(positive, start) if len(start) else np.zeros(0)
+    lam_rows = regularization(n_pos, lam, reg_scale)
+    k = gram.shape[1]
+    gram[:, np.arange(k), np.arange(k)] += lam_rows[:, None]
+    cpp = np.add.reduceat(target, start) if len(start) else np.zeros(0)  # c p^2 = c p
+    return gram, rhs, lam_rows, cpp
+
+
+def data_term(A: np.ndarray, b: np.ndarray, lam_rows: np.ndarray, cpp: np.ndarray,
+              x: np.ndarray) -> np.ndarray:
+    """Each row's ``sum_{all i} c (p - x . y_i)^2`` from its system (see the module
+    docstring); exact for any ``x``, clipped at 0 against round-off."""
+    quad = np.einsum("rk,rkl,rl->r", x, A, x) - lam_rows * np.einsum("rk,rk->r", x, x)
+    return np.maximum(cpp - 2 * np.einsum("rk,rk->r", x, b) + quad, 0.0)

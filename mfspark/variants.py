@@ -1,0 +1,84 @@
+"""The block solver of the model variants beyond MODEL.md's default: implicit feedback
+(:mod:`mfspark.implicit`) and nonnegative factors (:mod:`mfspark.nnls`), in NumPy only.
+
+:func:`solve_variant_block` has the contract of :func:`mfspark.solve.solve_block` (same
+inputs, a :class:`~mfspark.solve.BlockSolution` out) so that the Spark half-step only
+dispatches to it:
+
+- explicit, ``nonnegative``: MODEL.md's normal equations (built by
+  :func:`mfspark.solve.normal_equations`) solved by NNLS, the factors bounded below by 0 and
+  the bias (if fitted) free; ``sse`` is each row's squared training error;
+- implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky or (with
+  ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all* columns
+  (the data term of the implicit J), ``bias`` is zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mfspark import implicit
+from mfspark.nnls import nnls_solve
+from mfspark.solve import (DEFAULT_MAX_GATHER, BlockSolution, augmented, cholesky_solve,
+                           normal_equations, regularization)
+
+
+def group_rows(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ratings sorted by (row, col, rating) (a no-op when already sorted, as the partitioned
+    ratings are) with each row's ``start`` offset and ``counts``."""
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    ratings = np.asarray(ratings, dtype=np.float64)
+    if len(rows) > 1:
+        dr, dc = np.diff(rows), np.diff(cols)
+        if not np.all((dr > 0) | ((dr == 0) & (dc >= 0))):
+            order = np.lexsort((ratings, cols, rows))
+            rows, cols, ratings = rows[order], cols[order], ratings[order]
+    start = (np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows)
+             else np.zeros(0, dtype=np.int64))
+    counts = np.diff(np.r_[start, len(rows)])
+    return rows, cols, ratings, start, counts
+
+
+def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
+                        fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
+                        lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER,
+                        biases: bool = True, nonnegative: bool = False,
+                        alpha: float | None = None,
+                        fixed_gram: np.ndarray | None = None) -> BlockSolution:
+    """Exact half-step of the implicit and/or nonnegative model for every row of a block.
+
+    Parameters are those of :func:`mfspark.solve.solve_block`, plus ``nonnegative``
+    (factors >= 0), ``alpha`` (None: explicit feedback; a number: implicit feedback with
+    confidence ``1 + alpha |r|``) and ``fixed_gram``, the fixed side's ``Y^T Y``
+    (:func:`mfspark.implicit.gramian`; computed here when not given).  Implicit feedback
+    ignores ``fixed_bias`` and ``mu`` and needs ``biases=False``.
+    """
+    rows, cols, ratings, start, counts = group_rows(rows, cols, ratings)
+    if alpha is not None:
+        if biases:
+            raise ValueError("implicit feedback has no biases: pass biases=False")
+        F = np.asarray(fixed_factors, dtype=np.float64)
+        G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
+        A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
+                                                       alpha, lam, reg_scale, max_gather)
+        w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)
+        sse = implicit.data_term(A, b, lam_rows, cpp, w)
+        return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
+                             bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
+    y = ratings - np.asarray(fixed_bias)[cols] - mu
+    F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
+    A, b = normal_equations(F, cols, y, start, counts, max_gather)
+    k1 = A.shape[1]
+    lam_rows = regularization(counts, lam, reg_scale)
+    A[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
+    free = np.zeros(k1, dtype=bool)
+    free[-1] = biases  # the bias coordinate is never bounded
+    w = nnls_solve(A, b, free=free) if nonnegative else cholesky_solve(A, b)
+    yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)
+    # ||y - X w||^2 = y.y - 2 w.b + w^T (A - lam I) w, for any w
+    sse = (yy - 2 * np.einsum("rk,rk->r", w, b) + np.einsum("rk,rkl,rl->r", w, A, w)
+           - lam_rows * np.einsum("rk,rk->r", w, w))
+    factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+    return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
+                         sse=np.maximum(sse, 0.0), counts=counts.astype(np.int64))

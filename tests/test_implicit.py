@@ -1,0 +1,188 @@
+"""Implicit feedback (mfspark.implicit) and nonnegative factors, block solver and Spark loop,
+against the dense pure-NumPy oracle of mfspark.reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfspark import reference
+from mfspark.config import ALSParams, ConfigError
+from mfspark.implicit import confidence_terms
+from mfspark.nnls import kkt_violation
+from mfspark.solve import init_factors
+from mfspark.variants import solve_variant_block
+
+from conftest import random_ratings
+from test_als import fit_spark, rel_err
+
+
+def signed_ratings(n_users, n_items, density, seed):
+    """Ratings in {-1, -0.5, 0, 0.5, ..., 4}: negative, zero and positive values."""
+    users, items, ratings = random_ratings(n_users, n_items, density, seed)
+    return users, items, ratings - 1.0
+
+
+def test_confidence_and_preference_follow_mllib():
+    extra, target = confidence_terms(np.array([-2.0, 0.0, 0.5, 3.0]), alpha=2.0)
+    np.testing.assert_array_equal(extra, [4.0, 0.0, 1.0, 6.0])  # c - 1 = alpha |r|
+    np.testing.assert_array_equal(target, [0.0, 0.0, 2.0, 7.0])  # c p, p = [r > 0]
+
+
+@pytest.mark.parametrize("reg_scale,lam", [("count", 0.1), ("none", 1.5)])
+def test_block_equals_dense_solve(reg_scale, lam):
+    users, items, ratings = signed_ratings(30, 20, 0.25, seed=0)
+    Y = init_factors(20, 4, seed=1)
+    sol = solve_variant_block(users, items, ratings, Y, np.zeros(20), 0.0, lam, reg_scale,
+                              max_gather=40, biases=False, alpha=3.0)
+    P, C = reference.implicit_dense(users, items, ratings, 30, 20, 3.0)
+    X = reference._implicit_half_step(P, C, Y, lam, reg_scale)
+    np.testing.assert_allclose(sol.factors, X[sol.rows], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sol.sse, np.sum(C * (P - X @ Y.T) ** 2, axis=1)[sol.rows],
+                               rtol=1e-9)
+    assert np.all(sol.bias == 0)
+
+
+def test_nonnegative_implicit_block_satisfies_kkt():
+    users, items, ratings = signed_ratings(30, 20, 0.25, seed=2)
+    Y = init_factors(20, 5, seed=3)
+    lam, alpha = 0.1, 2.0
+    sol = solve_variant_block(users, items, ratings, Y, np.zeros(20), 0.0, lam, "count",
+                              biases=False, nonnegative=True, alpha=alpha)
+    assert np.all(sol.factors >= 0) and np.any(sol.factors == 0)
+    P, C = reference.implicit_dense(users, items, ratings, 30, 20, alpha)
+    for n, u in enumerate(sol.rows):  # dense system of the row, every column
+        A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(5)
+        b = (Y.T * C[u]) @ P[u]
+        assert kkt_violation(A[None], b[None], sol.factors[n][None])[0] < 1e-9
+
+
+def test_implicit_needs_no_biases():
+    with pytest.raises(ValueError, match="biases=False"):
+        solve_variant_block(np.array([0]), np.array([0]), np.array([1.0]), np.ones((1, 2)),
+                            np.zeros(1), 0.0, 0.1, "count", alpha=1.0)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"alpha": -1.0}, "als.alpha must be a finite number >= 0, got -1.0"),
+    ({"alpha": float("nan")}, "als.alpha must be a finite number >= 0"),
+    ({"implicit_prefs": "yes"}, "als.implicit_prefs must be true or false, got 'yes'"),
+    ({"nonnegative": 1}, "als.nonnegative must be true or false, got 1"),
+    ({"implicit_prefs": True, "biases": True}, "als.biases must be false or unset when "
+                                               "als.implicit_prefs is true"),
+    ({"implicit_prefs": True, "rank": 0}, "als.rank must be >= 1"),
+])
+def test_bad_settings_are_named(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        ALSParams(**values)
+
+
+def test_biases_default_by_mode():
+    assert ALSParams().fit_biases and not ALSParams(implicit_prefs=True).fit_biases
+    assert not ALSParams(biases=False).fit_biases
+
+
+def test_spark_implicit_equals_dense_reference(spark, tmp_path):
+    users, items, ratings = signed_ratings(40, 25, 0.3, seed=11)
+    params = ALSParams(rank=4, reg=0.05, iterations=3, implicit_prefs=True, alpha=2.0,
+                       num_user_blocks=3, num_item_blocks=2)
+    V0 = init_factors(25, 4, seed=5)
+    got = fit_spark(spark, users, items, ratings, params, str(tmp_path), V0)
+    ref = reference.implicit_als(users, items, ratings, 40, 25, V0, 0.05, 2.0, "count", 3)
+    assert got.mu == 0.0
+    assert rel_err(got.users.factors, ref.user_factors) <= 1e-8
+    assert rel_err(got.items.factors, ref.item_factors) <= 1e-8
+    assert np.all(got.users.bias == 0) and np.all(got.items.bias == 0)
+    np.testing.assert_allclose([h["objective"] for h in got.history], ref.objectives,
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("implicit,nonnegative", [(True, False), (True, True), (False, True)])
+def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative):
+    users, items, ratings = (signed_ratings if implicit else random_ratings)(50, 30, 0.2, 3)
+    params = ALSParams(rank=5, reg=0.05, iterations=6, implicit_prefs=implicit, alpha=4.0,
+                       nonnegative=nonnegative, num_user_blocks=2, num_item_blocks=2)
+    got = fit_spark(spark, users, items, ratings, params, str(tmp_path),
+                    np.abs(init_factors(30, 5, 1)))
+    trail = []
+    for h in got.history:
+        trail += [h["objective_after_user_step"], h["objective"]]
+    assert np.all(np.diff(trail) <= 1e-9 * np.abs(np.array(trail[:-1]))), trail
+    assert trail[-1] < trail[0]
+    if nonnegative:
+        assert np.all(got.users.factors >= 0) and np.all(got.items.factors >= 0)
+        assert np.any(got.users.factors == 0) and np.any(got.items.factors == 0)
+    if implicit:
+        P, C = reference.implicit_dense(users, items, ratings, 50, 30, 4.0)
+        assert trail[-1] == pytest.approx(reference.implicit_objective(
+            P, C, got.users.factors, got.items.factors, 0.05, "count"), rel=1e-9)
+
+
+def test_estimator_implicit_and_recommendations_score_without_biases(spark):
+    from mfspark import ALS
+
+    users, items, ratings = signed_ratings(30, 20, 0.3, seed=21)
+    df = spark.createDataFrame(list(zip(users.tolist(), items.tolist(), ratings.tolist())),
+                               "user long, item long, rating double")
+    model = ALS(rank=3, maxIter=2, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=4,
+                numUserBlocks=2, numItemBlocks=2).fit(df)
+    ref = reference.implicit_als(users, items, ratings, 30, 20, init_factors(20, 3, 4), 0.1,
+                                 5.0, "count", 2)
+    uf = {r["id"]: r for r in model.userFactors.collect()}
+    vf = {r["id"]: r for r in model.itemFactors.collect()}
+    U = np.array([uf[u]["features"] for u in range(30)])
+    V = np.array([vf[i]["features"] for i in range(20)])
+    np.testing.assert_allclose(U, ref.user_factors, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(V, ref.item_factors, rtol=1e-8, atol=1e-12)
+    assert model.mu == 0.0 and all(r["bias"] == 0.0 for r in uf.values())
+    assert model.metadata["implicit_prefs"] and model.metadata["alpha"] == 5.0
+    recs = model.recommendForAllUsers(3).collect()
+    assert len(recs) == 30
+    for row in recs:  # score = u . v, best first, nothing added
+        scores = U[row["user"]] @ V.T
+        expected = np.sort(scores)[::-1][:3]
+        got = [r["rating"] for r in row["recommendations"]]
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        assert [r["item"] for r in row["recommendations"]][0] == int(np.argmax(scores))
+
+
+def test_estimator_nonnegative_keeps_free_biases(spark):
+    from mfspark import ALS
+
+    users, items, ratings = random_ratings(30, 20, 0.3, seed=22)
+    df = spark.createDataFrame(list(zip(users.tolist(), items.tolist(), ratings.tolist())),
+                               "user long, item long, rating double")
+    model = ALS(rank=3, maxIter=3, nonnegative=True, numUserBlocks=2, numItemBlocks=2).fit(df)
+    for side in (model.userFactors, model.itemFactors):
+        rows = side.collect()
+        assert all(min(r["features"]) >= 0 for r in rows)
+        assert any(r["bias"] < 0 for r in rows) and any(r["bias"] > 0 for r in rows)
+    hist = [h["objective"] for h in model.history]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(hist, hist[1:]))
+
+
+def test_gather_budget_smaller_than_a_row_gives_the_same_systems():
+    users, items, ratings = signed_ratings(12, 40, 0.6, seed=8)
+    Y = init_factors(40, 3, seed=2)
+    args = (users, items, ratings, Y, np.zeros(40), 0.0, 0.1, "count")
+    big = solve_variant_block(*args, biases=False, alpha=2.0)
+    tiny = solve_variant_block(*args, max_gather=7, biases=False, alpha=2.0)  # 2 ratings/slice
+    np.testing.assert_allclose(tiny.factors, big.factors, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(tiny.sse, big.sse, rtol=1e-10)
+
+
+def test_spark_nonnegative_without_biases_is_mllibs_model(spark, tmp_path):
+    """u . v >= 0 on top of a fixed mu could never predict below the mean: without biases the
+    nonnegative model is MLlib's u . v (mu = 0), and each stored side solves its NNLS."""
+    users, items, ratings = random_ratings(30, 20, 0.3, seed=9)
+    params = ALSParams(rank=3, reg=0.1, iterations=3, nonnegative=True, biases=False,
+                       num_user_blocks=2, num_item_blocks=2)
+    got = fit_spark(spark, users, items, ratings, params, str(tmp_path),
+                    np.abs(init_factors(20, 3, 2)))
+    assert got.mu == 0.0
+    U, V = got.users.factors, got.items.factors
+    for j in range(20):  # item step given the stored users: NNLS on ratings themselves
+        sel = items == j
+        X = U[users[sel]]
+        A = X.T @ X + 0.1 * sel.sum() * np.eye(3)
+        assert kkt_violation(A[None], (X.T @ ratings[sel])[None], V[j][None])[0] < 1e-9
