@@ -112,6 +112,9 @@ def plan(args: argparse.Namespace) -> tuple[cfg.JobConfig, list[grids.Candidate]
         if args.reg_range:
             raise grids.GridError("--reg-range is for --search random; give --reg values")
         candidates = grids.grid_candidates(space, config.als)
+    tune.check_metric(args.metric, args.ranking_k)
+    if args.patience is not None and args.patience < 1:
+        raise tune.TuneError(f"--patience must be >= 1, got {args.patience}")
     seed = config.split_seed if args.split_seed is None else args.split_seed
     protocol = tune.Protocol(folds=None if args.holdout else args.folds,
                              holdout=args.holdout or "random",

@@ -190,6 +190,17 @@ def _ranking(spark: SparkSession, fold: dict[str, Any], users: Side, items: Side
             for name, value in found.items() if name != "users"}
 
 
+def check_metric(metric: str, ranking_k: int | None) -> None:
+    """Refuse a selection metric that the search will not compute."""
+    if ranking_k is not None and (not isinstance(ranking_k, int) or ranking_k < 1):
+        raise TuneError(f"ranking_k must be an integer >= 1, got {ranking_k!r}")
+    allowed = list(LOWER_IS_BETTER) + ([f"{m}@{ranking_k}" for m in
+                                        ("precisionAtK", "ndcgAtK", "meanAveragePrecisionAtK")]
+                                       if ranking_k else [])
+    if metric not in allowed:
+        raise TuneError(f"metric must be one of {allowed}, got {metric!r}")
+
+
 def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
          protocol: Protocol, work_dir: str, metric: str = "rmse",
          ranking_k: int | None = None, patience: int | None = None,
@@ -205,11 +216,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
         raise TuneError("no candidates to evaluate (empty search space)")
     if patience is not None and (not isinstance(patience, int) or patience < 1):
         raise TuneError(f"patience must be an integer >= 1, got {patience!r}")
-    allowed = list(LOWER_IS_BETTER) + ([f"{m}@{ranking_k}" for m in
-                                        ("precisionAtK", "ndcgAtK", "meanAveragePrecisionAtK")]
-                                       if ranking_k else [])
-    if metric not in allowed:
-        raise TuneError(f"metric must be one of {allowed}, got {metric!r}")
+    check_metric(metric, ranking_k)
     for c in candidates:
         dataclasses.replace(config.als, **c)  # validates before any work
     began = time.perf_counter()
@@ -279,6 +286,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
                             f"after iteration {stopped_at} (test RMSE no better for "
                             f"{patience} iterations)")
             fs.delete(spark, fit_dir)
+        fs.delete(spark, f"{work_dir}/fold-{f}")
         parts.unpersist()
         test.unpersist()
     ratings.unpersist()
