@@ -1,4 +1,4 @@
-"""Find the best rank, lambda, reg_scale and iterations by cross-validation: ``python jobs/tune.py``.
+"""Find the best rank, lambda, reg_scale and iterations by cross-validation (jobs/tune.py).
 
 Settings of the data and of the fixed parameters come from ``--config FILE`` (the TOML that
 ``jobs/train.py`` reads) and flags; the search space from ``--grid FILE`` (a ``[grid]`` table)
@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                                                  "at every candidate (slower)")
     p.add_argument("--patience", type=int, help="stop a fit once its validation RMSE has not "
                                                 "improved for this many iterations")
+    p.add_argument("--clip", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="clip predictions to [MIN, MAX] before RMSE/MAE (default: no "
+                        "clipping, as jobs/train.py reports)")
     p.add_argument("--seed", type=int, help="seed of the initial factors")
     p.add_argument("--user-blocks", dest="num_user_blocks", type=int, help="user blocks")
     p.add_argument("--item-blocks", dest="num_item_blocks", type=int, help="item blocks")
@@ -113,6 +116,8 @@ def plan(args: argparse.Namespace) -> tuple[cfg.JobConfig, list[grids.Candidate]
             raise grids.GridError("--reg-range is for --search random; give --reg values")
         candidates = grids.grid_candidates(space, config.als)
     tune.check_metric(args.metric, args.ranking_k)
+    if args.clip is not None and not args.clip[0] < args.clip[1]:
+        raise tune.TuneError(f"--clip needs MIN < MAX, got {args.clip}")
     if args.patience is not None and args.patience < 1:
         raise tune.TuneError(f"--patience must be >= 1, got {args.patience}")
     seed = config.split_seed if args.split_seed is None else args.split_seed
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> tune.TuneResult:
     print(f"{len(candidates)} candidates, {how} (seed {protocol.seed}), metric {args.metric}")
     try:
         result = tune.tune(spark, config, candidates, protocol, f"{out}/work", args.metric,
-                           args.ranking_k, args.patience)
+                           args.ranking_k, args.patience,
+                           tuple(args.clip) if args.clip else None)
     except (tune.TuneError, SplitError) as err:
         parser().error(str(err))
     finally:
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> tune.TuneResult:
     print(f"results in {args.out}; train the best with: "
           f"python jobs/train.py --config {args.out}/best.toml")
     if args.report:
-        summary = {"command": command, "metric": result.metric, "best": result.best,
+        summary = {"command": command, "metric": result.metric, "clip": args.clip,
+                   "best": result.best,
                    "best_score": result.best_score, "seconds": result.seconds,
                    "protocol": {"folds": protocol.folds, "holdout": protocol.holdout,
                                 "test_fraction": protocol.test_fraction, "seed": protocol.seed},

@@ -109,8 +109,9 @@ class TuneResult:
 class Scorer:
     """RMSE and MAE of a model on one fold's indexed test ratings."""
 
-    def __init__(self, test: DataFrame, count: int) -> None:
-        self.test, self.count = test, count
+    def __init__(self, test: DataFrame, count: int,
+                 clip: tuple[float, float] | None = None) -> None:
+        self.test, self.count, self.clip = test, count, clip
         self.local = count <= LOCAL_SCORING_ROWS
         if self.local:
             pdf = test.select("user_idx", "item_idx", "rating").toPandas()
@@ -120,12 +121,19 @@ class Scorer:
 
     def __call__(self, users: Side, items: Side, mu: float) -> dict[str, float]:
         if self.local:
-            err = self.ratings - predict(self.users, self.items, users, items, mu)
+            err = self.ratings - clipped(predict(self.users, self.items, users, items, mu),
+                                         self.clip)
             return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
-        return distributed_errors(self.test, users, items, mu)
+        return distributed_errors(self.test, users, items, mu, self.clip)
 
 
-def distributed_errors(test: DataFrame, users: Side, items: Side, mu: float) -> dict[str, float]:
+def clipped(pred: np.ndarray, clip: tuple[float, float] | None) -> np.ndarray:
+    """Predictions clipped to ``clip = (min, max)`` (unchanged when None)."""
+    return pred if clip is None else np.clip(pred, clip[0], clip[1])
+
+
+def distributed_errors(test: DataFrame, users: Side, items: Side, mu: float,
+                       clip: tuple[float, float] | None = None) -> dict[str, float]:
     """RMSE and MAE computed where the test ratings are (broadcast factors, one pass)."""
     state = test.sparkSession.sparkContext.broadcast((users, items))
 
@@ -134,9 +142,9 @@ def distributed_errors(test: DataFrame, users: Side, items: Side, mu: float) -> 
         sse = sae = 0.0
         n = 0
         for b in batches:
-            e = b["rating"].to_numpy() - predict(b["user_idx"].fillna(-1).to_numpy(np.int64),
-                                                 b["item_idx"].fillna(-1).to_numpy(np.int64),
-                                                 us, its, mu)
+            e = b["rating"].to_numpy() - clipped(
+                predict(b["user_idx"].fillna(-1).to_numpy(np.int64),
+                        b["item_idx"].fillna(-1).to_numpy(np.int64), us, its, mu), clip)
             sse, sae, n = sse + float(np.sum(e * e)), sae + float(np.sum(np.abs(e))), n + len(b)
         yield pd.DataFrame({"sse": [sse], "sae": [sae], "n": [n]})
 
@@ -204,13 +212,15 @@ def check_metric(metric: str, ranking_k: int | None) -> None:
 def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
          protocol: Protocol, work_dir: str, metric: str = "rmse",
          ranking_k: int | None = None, patience: int | None = None,
+         clip: tuple[float, float] | None = None,
          on_progress: Callable[[str], None] = print) -> TuneResult:
     """Evaluate every candidate (``ALSParams`` overrides of ``config.als``) under
     ``protocol`` and return the table and the best candidate by ``metric``'s fold mean.
 
     ``metric`` is ``rmse``, ``mae`` or, with ``ranking_k``, ``precisionAtK@k``,
-    ``ndcgAtK@k`` or ``meanAveragePrecisionAtK@k``.  ``work_dir`` holds the fits' factor
-    Parquet (deleted as each fit ends).
+    ``ndcgAtK@k`` or ``meanAveragePrecisionAtK@k``.  ``clip = (min, max)`` clips the
+    predictions to the rating scale before RMSE and MAE (as Surprise does).  ``work_dir``
+    holds the fits' factor Parquet (deleted as each fit ends).
     """
     if not candidates:
         raise TuneError("no candidates to evaluate (empty search space)")
@@ -237,7 +247,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
                               config.als)
         test = with_indices(test_df, users, items, how="left").persist(
             StorageLevel.MEMORY_AND_DISK)
-        scorer = Scorer(test, test.count())
+        scorer = Scorer(test, test.count(), clip)
         fold = {"users": users, "items": items, "train_raw": train_df, "test_raw": test_df}
         log.info("fold %d/%d: %d train ratings (%d users, %d items), %d test", f + 1, n_folds,
                  parts.count, len(users), len(items), scorer.count)

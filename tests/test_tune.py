@@ -207,3 +207,25 @@ def test_tune_job_rejects_bad_input_before_spark(ratings_csv, tmp_path, capsys, 
     assert err.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+def test_scoring_on_the_driver_and_distributed_agree_with_a_hand_computation(spark):
+    from mfspark.halfstep import Side
+    from mfspark.tune import Scorer, distributed_errors
+
+    users = Side(np.array([[1.0], [2.0]]), np.array([0.5, -0.5]), np.array([1, 1]))
+    items = Side(np.array([[1.0], [0.5]]), np.array([0.0, 1.0]), np.array([1, 1]))
+    test = spark.createDataFrame(
+        [(0, 0, 4.0), (1, 1, 5.0), (1, None, 2.0), (None, 0, 3.0)],
+        "user_idx int, item_idx int, rating double")
+    # mu 3: predictions 3+0.5+0+1 = 4.5, 3-0.5+1+1 = 4.5, 3-0.5 = 2.5 (unknown item), 3+0 = 3
+    err = np.array([4.0 - 4.5, 5.0 - 4.5, 2.0 - 2.5, 3.0 - 3.0])
+    expected = {"rmse": np.sqrt(np.mean(err ** 2)), "mae": np.mean(np.abs(err))}
+    clip_err = np.array([4.0 - 4.2, 5.0 - 4.2, 2.0 - 2.5, 0.0])
+    clip_expected = {"rmse": np.sqrt(np.mean(clip_err ** 2)), "mae": np.mean(np.abs(clip_err))}
+    for clip, want in ((None, expected), ((1.0, 4.2), clip_expected)):
+        local = Scorer(test, 4, clip)(users, items, 3.0)
+        spread = distributed_errors(test, users, items, 3.0, clip)
+        for name in ("rmse", "mae"):
+            assert local[name] == pytest.approx(want[name], rel=1e-12)
+            assert spread[name] == pytest.approx(want[name], rel=1e-12)
