@@ -142,6 +142,11 @@ def write_results(spark, out: str, result: tune.TuneResult, best: cfg.JobConfig,
     fs.write_text(spark, f"{out}/best.toml", cfg.dumps(best, comment))
 
 
+def progress(line: str) -> None:
+    """Print a progress line at once (also when stdout is a file or a pipe)."""
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> tune.TuneResult:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
@@ -156,11 +161,12 @@ def main(argv: list[str] | None = None) -> tune.TuneResult:
         parser().error(f"{out} already holds results (best.toml); use --overwrite")
     how = (f"{protocol.folds}-fold cross-validation" if protocol.folds
            else f"{protocol.holdout} holdout of {protocol.test_fraction}")
-    print(f"{len(candidates)} candidates, {how} (seed {protocol.seed}), metric {args.metric}")
+    progress(f"{len(candidates)} candidates, {how} (seed {protocol.seed}), "
+             f"metric {args.metric}")
     try:
         result = tune.tune(spark, config, candidates, protocol, f"{out}/work", args.metric,
                            args.ranking_k, args.patience,
-                           tuple(args.clip) if args.clip else None)
+                           tuple(args.clip) if args.clip else None, on_progress=progress)
     except (tune.TuneError, SplitError) as err:
         parser().error(str(err))
     finally:
