@@ -230,6 +230,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
     for c in candidates:
         dataclasses.replace(config.als, **c)  # validates before any work
     began = time.perf_counter()
+    fs.delete(spark, work_dir)  # what a killed earlier search left behind
     ratings = load_ratings(spark, config, f"{work_dir}/rejected").persist(
         StorageLevel.MEMORY_AND_DISK)
     pairs = protocol.splits(ratings)
