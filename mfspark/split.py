@@ -98,7 +98,6 @@ def user_holdout(ratings: DataFrame, fraction: float | None = None, last_n: int 
         raise SplitError(f"min_ratings must be an integer >= 2 (a test user must keep a "
                          f"training rating), got {min_ratings!r}")
     _require_columns(ratings, ("user", "item"), "user_holdout")
-    order = [F.col("_draw")]
     if last_n is not None:
         _require_columns(ratings, (timestamp_col,), f"user_holdout(last_n={last_n})")
         order = [F.col(timestamp_col).desc(), F.col("_draw"), F.col("item")]
