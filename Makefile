@@ -35,7 +35,7 @@ java:
 $(STAMP): pyproject.toml | java
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,report]'
 	touch $(STAMP)
 
 clean:

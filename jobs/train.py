@@ -19,6 +19,7 @@ except ImportError:  # run from a checkout without installing: the package sits 
 import mfspark
 from mfspark import config as cfg
 from mfspark.config import BAD_ROW_POLICIES, DUPLICATE_POLICIES, FORMATS
+from mfspark.report import train_report as write_report
 from mfspark.session import get_session
 from mfspark.solve import REG_SCALES
 from mfspark.topn import top_n
@@ -78,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also report the global-mean and biases-only test RMSE")
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="print the top 5 unseen items of N users")
+    p.add_argument("--report", metavar="DIR",
+                   help="write metrics (CSV, JSON) and plots (PNG, with matplotlib) to DIR")
     return p
 
 
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> TrainResult:
     result = train(spark, config, overwrite=args.overwrite, with_baselines=args.baselines,
                    resume_run=args.resume)
     report(result, args.show)
+    if args.report:
+        made = write_report(args.report, result.metadata)
+        print(made if isinstance(made, str) else f"report in {args.report}: {', '.join(made)}")
     return result
 
 

@@ -9,6 +9,7 @@ a bad value raises :class:`ConfigError` naming the field and the value.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -231,3 +232,28 @@ def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
     return {"input": {k: v for k, v in spec.items() if v is not None},
             "als": {k: v for k, v in dataclasses.asdict(config.als).items() if v is not None},
             "output": out}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"cannot write the non-finite number {value!r} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def dumps(config: JobConfig, comment: str = "") -> str:
+    """The TOML text of ``config`` (what :func:`load` reads back into an equal config);
+    ``comment`` lines go on top, prefixed with ``#``."""
+    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
+    for table, values in to_dict(config).items():
+        lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"

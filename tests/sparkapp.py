@@ -159,7 +159,7 @@ def max_model_difference(a: Path, b: Path) -> float:
     return worst
 
 
-#: The run every spark-submit test makes (MovieLens 100K, rank 10 from conf/movielens.toml).
+#: The run every spark-submit test makes (MovieLens 100K, rank 8 from conf/movielens.toml).
 JOB = ("--iterations", "4", "--seed", "0")
 
 #: Sizes for this 2-core test machine, overriding conf/spark-defaults.conf's cluster sizes.

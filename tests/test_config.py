@@ -78,3 +78,18 @@ def test_rating_range_in_toml(tmp_path):
 def test_rank_zero_needs_biases():
     with pytest.raises(cfg.ConfigError, match="als.rank must be >= 1 when als.biases is false"):
         cfg.ALSParams(rank=0, biases=False)
+
+
+def test_dumps_round_trips_through_load(tmp_path):
+    from mfspark import config as cfg
+
+    config = cfg.override(cfg.JobConfig(), path='dir/"quoted" r.csv', delimiter="\t",
+                          header=True, rank=3, reg=1e-05, reg_scale="none",
+                          num_user_blocks=4, rating_range=(1.0, 10.0), test_fraction=0.25)
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.dumps(config, "first line\nsecond line"))
+    assert path.read_text().startswith("# first line\n# second line\n")
+    assert cfg.load(path) == config
+    no_range = cfg.override(cfg.JobConfig(), rating_range=False)
+    path.write_text(cfg.dumps(no_range))
+    assert cfg.load(path).input.rating_range is None
