@@ -21,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from pyspark import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mfspark import evaluate
 from mfspark.config import ALSParams
-from mfspark.halfstep import Side, half_step, partition_ratings, transpose_blocks
+from mfspark.halfstep import Side, decode, half_step, partition_ratings, transpose_blocks
 from mfspark.io.checkpoints import iteration_dir, write_entry
 from mfspark.io.factors import read_side, write_side
 from mfspark.solve import gather_limit, init_factors, penalty
@@ -102,9 +103,19 @@ def objective(sse: float, users: Side, items: Side, params: ALSParams,
 # --- issue 8: implicit feedback ---
 def positive_counts(ratings_by_block: DataFrame, n: int) -> np.ndarray:
     """Each row's number of values > 0 (MLlib's ``numExplicits``: what scales the implicit
-    model's regularization), as a dense array of ``n``."""
-    table = (ratings_by_block.filter(F.col("rating") > 0).groupBy("row").count()
-             .toArrow())
+    model's regularization), as a dense array of ``n``, counted chunk by chunk on the packed
+    blocks (a row's ratings may span chunks: the partial counts are summed)."""
+
+    def count(batches):
+        for chunks in batches:
+            for packed in zip(chunks["rows"], chunks["cols"], chunks["ratings"]):
+                rows, _, values = decode(*packed)
+                found, times = np.unique(rows[values > 0], return_counts=True)
+                yield pd.DataFrame({"row": found.astype(np.int32), "count": times})
+
+    table = (ratings_by_block.select("rows", "cols", "ratings")
+             .mapInPandas(count, "row int, count long")
+             .groupBy("row").agg(F.sum("count").alias("count")).toArrow())
     counts = np.zeros(n, dtype=np.int64)
     counts[table.column("row").to_numpy()] = table.column("count").to_numpy()
     return counts

@@ -91,8 +91,9 @@ def checksum(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> int:
     return int(np.sum(h % np.uint64(_PRIME), dtype=np.uint64))
 
 
-def _decode(rows: bytes, cols: bytes, ratings: bytes
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(rows: bytes, cols: bytes, ratings: bytes
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One packed chunk's ``(rows, cols, ratings)`` arrays (views on the bytes)."""
     r = np.frombuffer(rows, dtype=np.int32)
     dtype = np.float32 if len(ratings) == 4 * len(r) else np.float64
     return r, np.frombuffer(cols, dtype=np.int32), np.frombuffer(ratings, dtype=dtype)
@@ -102,7 +103,7 @@ def unpack(chunks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``(rows, cols, ratings)`` arrays of packed chunks or pieces, in chunk order."""
     if "chunk" in chunks:
         chunks = chunks.sort_values("chunk")
-    parts = [_decode(*t) for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"])]
+    parts = [decode(*t) for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"])]
     if len(parts) == 1:
         return parts[0]
     if not parts:
@@ -197,7 +198,7 @@ def transpose_blocks(packed: DataFrame, num_blocks: int,
     def split(batches):
         for chunks in batches:
             for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"]):
-                rows, cols, ratings = _decode(*t)
+                rows, cols, ratings = decode(*t)
                 yield _pieces(cols, rows, ratings, labels)
 
     return pack_blocks(packed.select("rows", "cols", "ratings").mapInPandas(split, _PIECE_SCHEMA),

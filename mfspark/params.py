@@ -124,6 +124,26 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         """The rank K."""
         return self.getOrDefault(self.rank)
 
+    def getNumUserBlocks(self) -> int:
+        """Blocks of users (the value set, else MLlib's default 10, which fit ignores)."""
+        return self.getOrDefault(self.numUserBlocks)
+
+    def getNumItemBlocks(self) -> int:
+        """Blocks of items (the value set, else MLlib's default 10, which fit ignores)."""
+        return self.getOrDefault(self.numItemBlocks)
+
+    def getImplicitPrefs(self) -> bool:
+        """Whether the ratings are implicit feedback."""
+        return self.getOrDefault(self.implicitPrefs)
+
+    def getAlpha(self) -> float:
+        """The implicit-feedback confidence scale."""
+        return self.getOrDefault(self.alpha)
+
+    def getNonnegative(self) -> bool:
+        """Whether the factors are constrained to be >= 0."""
+        return self.getOrDefault(self.nonnegative)
+
     def getRatingCol(self) -> str:
         """The column of ratings."""
         return self.getOrDefault(self.ratingCol)

@@ -125,3 +125,22 @@ def test_blocks_default_to_the_cluster_unless_set():
     assert params.num_user_blocks is None and params.num_item_blocks is None  # ... not used
     params = ALS(numUserBlocks=3).setNumItemBlocks(5).training_params()
     assert (params.num_user_blocks, params.num_item_blocks) == (3, 5)
+
+
+def test_every_mllib_setter_and_getter_exists():
+    """Switching the import keeps every accessor a pipeline may call, except MLlib's two
+    storage-level parameters (its internal RDDs; mfspark persists its packed blocks
+    MEMORY_AND_DISK)."""
+    from pyspark.ml.recommendation import ALS as MLlibALS
+    from pyspark.ml.recommendation import ALSModel as MLlibALSModel
+
+    from mfspark import ALS, ALSModel
+
+    storage = {"getFinalStorageLevel", "getIntermediateStorageLevel", "setFinalStorageLevel",
+               "setIntermediateStorageLevel"}
+    for theirs, ours in ((MLlibALS, ALS), (MLlibALSModel, ALSModel)):
+        names = {n for n in dir(theirs) if n.startswith(("set", "get", "recommend"))}
+        assert sorted(n for n in names - storage if not hasattr(ours, n)) == []
+    als = ALS().setImplicitPrefs(True).setAlpha(2.0).setNonnegative(True).setNumUserBlocks(3)
+    assert (als.getImplicitPrefs(), als.getAlpha(), als.getNonnegative(),
+            als.getNumUserBlocks(), als.getNumItemBlocks()) == (True, 2.0, True, 3, 10)

@@ -145,6 +145,38 @@ def test_tune_picks_what_a_direct_computation_says_is_best(spark, ratings_csv, t
     assert not (tmp_path / "work" / "fold-0").exists()
 
 
+def test_ranking_metric_and_early_stopping_end_to_end(spark, ratings_csv, tmp_path):
+    """``ranking_k`` adds ranking columns and can be the selection metric; ``patience`` stops
+    a fit whose validation RMSE has not improved for that many iterations (an overfitting
+    setting: rank 6, tiny lambda), and never stops one that is still improving."""
+    cands = grid_candidates({"rank": [6], "reg": [0.001, 0.3], "reg_scale": ["none"],
+                             "iterations": [2, 12]}, ALSParams())
+    config = cfg.override(cfg.JobConfig(), path=ratings_csv, num_user_blocks=2,
+                          num_item_blocks=2)
+    result = tune(spark, config, cands, Protocol(folds=2, seed=1), str(tmp_path / "work"),
+                  metric="precisionAtK@3", ranking_k=3, patience=1, on_progress=lambda _: None)
+    table = result.results
+    ok = table[table["status"] == "ok"]
+    assert len(ok) >= 2
+    for column in ("precisionAtK@3_mean", "ndcgAtK@3_mean", "meanAveragePrecisionAtK@3_mean"):
+        assert ok[column].between(0, 1).all(), table[column]
+    # a candidate whose fits all stopped before its iteration count was never scored
+    assert table.loc[table["status"] != "ok", "precisionAtK@3_mean"].isna().all()
+    assert result.best_score == ok["precisionAtK@3_mean"].max()  # higher is better
+    curves = result.curves
+    stopped = 0
+    for (reg, fold), fit in curves.groupby(["reg", "fold"]):
+        rmse = fit.sort_values("iteration")["test_rmse"].to_numpy()
+        best_before = np.minimum.accumulate(rmse)
+        if len(rmse) < 12:  # stopped early: the last iteration did not improve on the best
+            stopped += 1
+            assert rmse[-1] >= best_before[-2] - 1e-9, (reg, fold, rmse)
+        # it never stopped while improving: every iteration before the last improved
+        # or was followed by one (patience 1 stops right after the first non-improvement)
+        assert all(rmse[j] < best_before[j - 1] - 1e-9 for j in range(1, len(rmse) - 1)), rmse
+    assert stopped >= 1  # the overfitting setting did stop
+
+
 # --- the jobs -----------------------------------------------------------------------------
 
 def test_tune_job_writes_a_toml_that_train_accepts_with_reports(ratings_csv, tmp_path, capsys):
