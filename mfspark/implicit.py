@@ -17,9 +17,8 @@ fixed side ``Y`` each row's exact minimizer solves
     (Y^T Y + sum_{i in Omega_u} (c_ui - 1) y_i y_i^T + lam_u I) x_u = sum_{i in Omega_u} c_ui p_ui y_i
 
 ``Y^T Y`` (:func:`gramian`) is computed once per half-step, on the driver that holds the
-broadcast factors; only the observed entries enter the per-row correction, built like the
-explicit normal equations (rows bucketed by their count rounded up to a power of two, one
-stacked matrix product per bucket) on gathered rows scaled by ``sqrt(c - 1)``.
+broadcast factors; only the observed entries enter the per-row correction, built by the explicit solver's
+normal equations with each rating weighted by ``c - 1``.
 
 Each row's data term of J after its solve is returned without another pass over all pairs:
 
@@ -33,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfspark.solve import DEFAULT_MAX_GATHER, regularization
+from mfspark.solve import DEFAULT_MAX_GATHER, normal_equations, regularization
 
 
 def gramian(factors: np.ndarray) -> np.ndarray:
@@ -55,52 +54,11 @@ def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarra
                               max_gather: int = DEFAULT_MAX_GATHER
                               ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``sum_j weight_j f_j f_j^T`` and ``sum_j target_j f_j`` over its ratings
-    ``j`` in ``start_r .. start_r + counts_r`` (ratings sorted by row, ``f_j = F[cols[j]]``).
-
-    Rows are bucketed by count rounded up to a power of two; each bucket is one stacked
-    matrix product on zero-padded gathers (at most ``max_gather`` float64 elements at a
-    time): the right-hand side from the gathered rows, then the rows are scaled in place by
-    ``sqrt(weight)`` for the Gram product.
-    """
-    n_rows, k = len(counts), F.shape[1]
-    gram = np.empty((n_rows, k, k))
-    rhs = np.empty((n_rows, k))
-    root = np.sqrt(weight)
-    padded = np.int64(1) << np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64)
-    for length in np.unique(padded):
-        members = np.flatnonzero(padded == length)
-        per_chunk = max_gather // (int(length) * max(k, 1))
-        if per_chunk == 0:  # one row alone is larger than the gather budget: slice it
-            for r in members:
-                gram[r], rhs[r] = _long_row(F, cols, weight, target, start[r], counts[r],
-                                            max(1, max_gather // max(k, 1)))
-            continue
-        offsets = np.arange(length)
-        for lo in range(0, len(members), per_chunk):
-            chunk = members[lo:lo + per_chunk]
-            mask = offsets[None, :] < counts[chunk][:, None]
-            idx = start[chunk][:, None] + offsets[None, :]
-            np.multiply(idx, mask, out=idx)  # padding slots point at rating 0 ...
-            G = F[cols[idx]]
-            G *= mask[..., None]  # ... and are zeroed
-            Gt = G.transpose(0, 2, 1)
-            rhs[chunk] = (Gt @ (target[idx] * mask)[..., None])[..., 0]
-            G *= root[idx][..., None]
-            gram[chunk] = Gt @ G
-    return gram, rhs
-
-
-def _long_row(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
-              start: int, count: int, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """One very long row's weighted sums, accumulated over slices of ``step`` ratings."""
-    k = F.shape[1]
-    gram, rhs = np.zeros((k, k)), np.zeros(k)
-    for lo in range(start, start + count, step):
-        hi = min(lo + step, start + count)
-        X = F[cols[lo:hi]]
-        rhs += X.T @ target[lo:hi]
-        gram += (X.T * weight[lo:hi]) @ X
-    return gram, rhs
+    ``j`` in ``start_r .. start_r + counts_r`` (ratings sorted by row, ``f_j = F[cols[j]]``):
+    the explicit solver's :func:`mfspark.solve.normal_equations` with weights, so the same
+    per-rank Gram method (sparse product at low rank, one ``syrk`` per row above) serves
+    both models."""
+    return normal_equations(F, cols, target, start, counts, max_gather, weight=weight)
 
 
 def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,

@@ -168,19 +168,21 @@ def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto") ->
 
 def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
                      counts: np.ndarray, max_gather: int = DEFAULT_MAX_GATHER,
-                     method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Each row's Gram matrix ``X_i^T X_i`` and right-hand side ``X_i^T y_i``, where
-    ``X_i = F[cols[start_i : start_i + counts_i]]``, by the method :func:`gram_method`
-    chooses.
+                     method: str = "auto", weight: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's Gram matrix ``X_i^T W_i X_i`` and right-hand side ``X_i^T y_i``, where
+    ``X_i = F[cols[start_i : start_i + counts_i]]`` and ``W_i`` holds the ratings' ``weight``
+    (>= 0; None: all ones, the explicit model; implicit feedback weighs by ``c - 1``), by the
+    method :func:`gram_method` chooses.
 
     ``cols``/``y`` hold the ratings sorted by row; every row has at least one rating.
     """
     method = gram_method(F.shape[1], len(F), max_gather, method)
     if method == "sparse":
-        return _sparse_normal_equations(F, cols, y, start, counts)
+        return _sparse_normal_equations(F, cols, y, start, counts, weight)
     if method == "rows":
-        return _row_normal_equations(F, cols, y, start, counts, max_gather)
-    return _bucket_normal_equations(F, cols, y, start, counts, max_gather)
+        return _row_normal_equations(F, cols, y, start, counts, max_gather, weight)
+    return _bucket_normal_equations(F, cols, y, start, counts, max_gather, weight)
 
 
 def _indicator(values: np.ndarray, cols: np.ndarray, start: np.ndarray, counts: np.ndarray,
@@ -195,14 +197,16 @@ def _indicator(values: np.ndarray, cols: np.ndarray, start: np.ndarray, counts: 
 
 
 def _sparse_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
-                             start: np.ndarray, counts: np.ndarray
+                             start: np.ndarray, counts: np.ndarray,
+                             weight: np.ndarray | None = None
                              ) -> tuple[np.ndarray, np.ndarray]:
     """``gram = S P`` with ``S`` the rows' rating-indicator matrix and ``P`` the fixed rows'
     upper-triangular outer products, ``rhs = S_y F`` with ``S_y`` holding the targets."""
     n_rows, k1 = len(counts), F.shape[1]
     upper = np.triu_indices(k1)
     packed = F[:, upper[0]] * F[:, upper[1]]
-    tri = _indicator(np.ones(len(cols)), cols, start, counts, len(F)) @ packed
+    ones = np.ones(len(cols)) if weight is None else weight
+    tri = _indicator(ones, cols, start, counts, len(F)) @ packed
     gram = np.empty((n_rows, k1, k1))
     gram[:, upper[0], upper[1]] = tri
     gram[:, upper[1], upper[0]] = tri
@@ -211,7 +215,8 @@ def _sparse_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
 
 
 def _row_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
-                          counts: np.ndarray, max_gather: int
+                          counts: np.ndarray, max_gather: int,
+                          weight: np.ndarray | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:
     """One BLAS-3 ``syrk`` (lower triangle) per row on its gathered factor rows; rows longer
     than the gather budget are accumulated in slices."""
@@ -221,9 +226,11 @@ def _row_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start:
     for r in range(n_rows):
         lo, n = int(start[r]), int(counts[r])
         if n > step:
-            gram[r], _ = _long_row(F, cols, y, lo, n, step)
+            gram[r], _ = _long_row(F, cols, y, lo, n, step, weight)
             continue
         X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) syrk wants
+        if weight is not None:
+            X *= np.sqrt(weight[lo:lo + n])[:, None]
         gram[r] = _dsyrk(1.0, X.T, lower=1)
     lower = np.tril_indices(k1, -1)
     gram[:, lower[1], lower[0]] = gram[:, lower[0], lower[1]]
@@ -259,7 +266,8 @@ def _row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray
 
 
 def _bucket_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
-                             start: np.ndarray, counts: np.ndarray, max_gather: int
+                             start: np.ndarray, counts: np.ndarray, max_gather: int,
+                             weight: np.ndarray | None = None
                              ) -> tuple[np.ndarray, np.ndarray]:
     """NumPy only: rows are bucketed by their count rounded
     up to a power of two and each bucket is computed as one stacked matrix product on
@@ -277,7 +285,8 @@ def _bucket_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
         per_chunk = max_gather // (int(length) * k1)
         if per_chunk == 0:  # one row alone is larger than the gather budget
             for r in members:
-                gram[r], rhs[r] = _long_row(F, cols, y, start[r], counts[r], max_gather // k1)
+                gram[r], rhs[r] = _long_row(F, cols, y, start[r], counts[r], max_gather // k1,
+                                            weight)
             continue
         offsets = np.arange(length)
         for lo in range(0, len(members), per_chunk):
@@ -290,21 +299,25 @@ def _bucket_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
             yv = y[idx]
             yv *= mask
             Gt = G.transpose(0, 2, 1)
-            gram[chunk] = Gt @ G
             rhs[chunk] = (Gt @ yv[..., None])[..., 0]
+            if weight is not None:  # rows scaled by sqrt(weight): G^T G = X^T W X
+                G *= np.sqrt(weight[idx])[..., None]
+            gram[chunk] = Gt @ G
     return gram, rhs
 
 
 def _long_row(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: int, count: int,
-              step: int) -> tuple[np.ndarray, np.ndarray]:
+              step: int, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Normal equations of one very long row, accumulated over slices of ``step`` ratings."""
     k1 = F.shape[1]
     step = max(step, 1)
     gram, rhs = np.zeros((k1, k1)), np.zeros(k1)
     for lo in range(start, start + count, step):
         X = F[cols[lo:min(lo + step, start + count)]]
-        gram += X.T @ X
         rhs += X.T @ y[lo:lo + len(X)]
+        if weight is not None:  # rows scaled by sqrt(weight): X^T W X, exactly symmetric
+            X *= np.sqrt(weight[lo:lo + len(X)])[:, None]
+        gram += X.T @ X
     return gram, rhs
 
 

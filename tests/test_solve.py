@@ -82,20 +82,23 @@ def test_singular_system_is_a_named_error_in_every_method(method):
                     np.zeros(2), 3.0, 0.0, "none", method=method)
 
 
+@pytest.mark.parametrize("weighted", [False, True])  # True: implicit feedback's c - 1
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("max_gather", [64, 1 << 20])  # 64: long rows are accumulated in slices
-def test_normal_equations_are_exact(method, max_gather):
+def test_normal_equations_are_exact(method, max_gather, weighted):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((1000, 5))
     y = rng.standard_normal(1000)
+    w = rng.uniform(0, 3, 1000) if weighted else np.ones(1000)
     # rows need not be contiguous or cover every rating: a gap at 20..29, rating 0 unused
     start, counts = np.array([1, 30, 700]), np.array([19, 670, 300])
     cols = rng.permutation(1000)
-    gram, rhs = normal_equations(X, cols, y, start, counts, max_gather, method)
+    gram, rhs = normal_equations(X, cols, y, start, counts, max_gather, method,
+                                 weight=w if weighted else None)
     for r in range(3):
         sl = slice(start[r], start[r] + counts[r])
         Xr = X[cols[sl]]
-        np.testing.assert_allclose(gram[r], Xr.T @ Xr, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gram[r], (Xr.T * w[sl]) @ Xr, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(rhs[r], Xr.T @ y[sl], rtol=1e-12, atol=1e-12)
         assert np.array_equal(gram[r], gram[r].T)
 
