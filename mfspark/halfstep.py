@@ -178,10 +178,22 @@ def partition_ratings(indexed: DataFrame, side: str, num_blocks: int,
     labels = block_labels(indexed.sparkSession, num_blocks)
 
     def split(batches):
+        # Arrow batches are small (10,000 rows by default): gather about a chunk's worth
+        # before splitting, so that each piece carries many ratings however many blocks
+        buffered, size = [], 0
         for pdf in batches:
-            if len(pdf):
-                yield _pieces(pdf[row].to_numpy(), pdf[col].to_numpy(),
-                              pdf["rating"].to_numpy(dtype=np.float64), labels)
+            buffered.append(pdf)
+            size += len(pdf)
+            if size >= chunk_ratings:
+                yield _split(buffered)
+                buffered, size = [], 0
+        if size:
+            yield _split(buffered)
+
+    def _split(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        pdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return _pieces(pdf[row].to_numpy(), pdf[col].to_numpy(),
+                       pdf["rating"].to_numpy(dtype=np.float64), labels)
 
     pieces = (indexed.select(F.col(row).cast("int").alias(row), F.col(col).cast("int").alias(col),
                              F.col("rating").cast("double").alias("rating"))
