@@ -34,8 +34,10 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mfspark.benchmark import load_split  # noqa: E402
-from mfspark.halfstep import SOLUTION_SCHEMA, Side, partition_ratings, unpack  # noqa: E402
-from mfspark.indexing import build_index, with_indices  # noqa: E402
+from mfspark.halfstep import SOLUTION_SCHEMA, Side, pack_solution, unpack  # noqa: E402
+from mfspark.als import partition_ids  # noqa: E402
+from mfspark.config import ALSParams  # noqa: E402
+from mfspark.indexing import build_index  # noqa: E402
 from mfspark.io.factors import read_side  # noqa: E402
 from mfspark.session import get_session  # noqa: E402
 from mfspark.solve import gather_limit, init_factors, solve_block  # noqa: E402
@@ -55,8 +57,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    by_user = partition_ratings(with_indices(data.train, users, items), "user", args.blocks)
-    timings["partition (user side)"] = time.perf_counter() - began
+    parts = partition_ids(data.train, users, items,
+                          ALSParams(rank=args.rank, num_user_blocks=args.blocks,
+                                    num_item_blocks=args.blocks))
+    parts.by_item.unpersist()
+    by_user = parts.by_user
+    timings["partition (both sides)"] = time.perf_counter() - began
     fixed = Side(init_factors(len(items), args.rank, 0), np.zeros(len(items)), items.counts)
     max_gather = gather_limit(128, args.rank)
     path = f"{args.out}/user"
@@ -68,12 +74,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             factors, bias = state.value
             rows, cols, ratings = unpack(block)
             if kind == "empty":
-                return pd.DataFrame({"idx": np.zeros(0, np.int32), "bias": np.zeros(0),
-                                     "features": pd.Series([], dtype=object),
-                                     "sse": np.zeros(0), "n": np.zeros(0, np.int64)})
+                return pack_solution(0, np.zeros(0, np.int32), np.zeros((0, args.rank)),
+                                 np.zeros(0), np.zeros(0))
             sol = solve_block(rows, cols, ratings, factors, bias, 3.5, 0.1, "count", max_gather)
-            return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,
-                                 "features": list(sol.factors), "sse": sol.sse, "n": sol.counts})
+            return pack_solution(0, sol.rows, sol.factors, sol.bias, sol.sse)
 
         began = time.perf_counter()
         writer = by_user.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA).write

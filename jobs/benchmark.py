@@ -22,7 +22,8 @@ except ImportError:  # run from a checkout without installing: the package sits 
 # MLlib's native BLAS (and NumPy's) are fastest single-threaded here: each core runs a task.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from mfspark.benchmark import arithmetic_bound_seconds, compare, environment, load_split  # noqa: E402
+from mfspark.benchmark import (arithmetic_bound_seconds, compare, environment,  # noqa: E402
+                               load_split, warm_up)
 from mfspark.config import ALSParams  # noqa: E402
 from mfspark.session import get_session  # noqa: E402
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--alpha", type=float, default=1.0, help="implicit confidence slope")
     p.add_argument("--nonnegative", action="store_true", help="both fit factors >= 0")
     p.add_argument("--blocks", type=int, help="mfspark blocks per side (default 2 x cores)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed warm-up fit of each system before the timed ones")
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
     args = p.parse_args(argv)
     if args.systems is None:
@@ -92,6 +95,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     data = load_split(spark, args.ratings, args.test_fraction, args.seed)
     print(f"data: {args.ratings}: {data.num_train} train / {data.num_test} test ratings")
     rows: list[dict] = []
+    if args.warmup:
+        print("warm-up: one untimed 1-iteration fit of each Spark system on 20,000 ratings")
+        warm_up(data, ALSParams(rank=min(args.ranks), reg=args.reg, reg_scale=args.reg_scale,
+                                seed=args.seed, implicit_prefs=args.implicit_prefs,
+                                alpha=args.alpha, nonnegative=args.nonnegative),
+                str(out / "warmup"), args.systems)
     for rank in args.ranks:
         params = ALSParams(rank=rank, reg=args.reg, reg_scale=args.reg_scale,
                            iterations=args.iterations, seed=args.seed,

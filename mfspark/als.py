@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from pyspark import Accumulator
+from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from mfspark import evaluate
 from mfspark.config import ALSParams
-from mfspark.halfstep import Side, decode, half_step, partition_ratings, transpose_blocks
+from mfspark.halfstep import Side, decode, half_step, partition_ratings
+from mfspark.indexing import IdIndex, id_lookup, with_indices
 from mfspark.io.checkpoints import iteration_dir, write_entry
 from mfspark.io.factors import read_side, write_side
 from mfspark.solve import gather_limit, init_factors, penalty
@@ -48,10 +50,15 @@ class PartitionedRatings:
     item_counts: np.ndarray
     checksum: int = 0
     """Order-free checksum of the (user_idx, item_idx, rating) triples (run fingerprint)."""
+    lookup: Broadcast | None = None
+    """The broadcast IDs the copies were indexed with: their lineage, kept until unpersist."""
 
     def unpersist(self) -> None:
         self.by_user.unpersist()
         self.by_item.unpersist()
+        if self.lookup is not None:
+            self.lookup.destroy()
+            self.lookup = None
 
 
 @dataclass
@@ -70,24 +77,44 @@ def default_blocks(indexed: DataFrame) -> int:
 
 
 def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarray,
-              params: ALSParams) -> PartitionedRatings:
-    """Persist the ratings (``user_idx``, ``item_idx``, ``rating``) partitioned by user
-    block and by item block, and compute ``mu``.
+              params: ALSParams, lookup: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> PartitionedRatings:
+    """Persist the ratings (``user_idx``, ``item_idx``, ``rating``; with ``lookup``, the
+    original integral ``user``, ``item`` and ``rating``: see
+    :func:`mfspark.halfstep.partition_ratings`) partitioned by user block and by item
+    block, and compute ``mu``.
 
-    ``indexed`` is evaluated once: the item-side copy is the user-side copy transposed
-    (packed bytes move, not rows) and ``mu`` comes from the chunks' sums.
+    ``indexed`` is evaluated once: both packed copies come from one pass, and ``mu`` from
+    the chunks' sums.
     """
-    by_user = partition_ratings(indexed, "user", params.num_user_blocks or default_blocks(indexed))
-    by_item = transpose_blocks(by_user, params.num_item_blocks or default_blocks(indexed))
+    ids = indexed.sparkSession.sparkContext.broadcast(lookup) if lookup is not None else None
+    try:
+        by_user, by_item = partition_ratings(
+            indexed, params.num_user_blocks or default_blocks(indexed),
+            params.num_item_blocks or default_blocks(indexed), ids)
+    except BaseException:
+        if ids is not None:
+            ids.destroy()
+        raise
+    parts = PartitionedRatings(by_user=by_user, by_item=by_item, mu=math.nan, count=0,
+                               user_counts=user_counts, item_counts=item_counts, lookup=ids)
     row = by_user.agg((F.sum("rating_sum") / F.sum("n")).alias("mu"), F.sum("n").alias("n"),
                       F.sum("checksum").alias("checksum")).first()
     if not row["n"]:
-        by_user.unpersist()
-        by_item.unpersist()
+        parts.unpersist()
         raise ValueError("no training ratings: nothing to fit")
-    return PartitionedRatings(by_user=by_user, by_item=by_item, mu=float(row["mu"]),
-                              count=int(row["n"]), user_counts=user_counts,
-                              item_counts=item_counts, checksum=int(row["checksum"]))
+    parts.mu, parts.count, parts.checksum = float(row["mu"]), int(row["n"]), int(row["checksum"])
+    return parts
+
+
+def partition_ids(ratings: DataFrame, users: IdIndex, items: IdIndex,
+                  params: ALSParams) -> PartitionedRatings:
+    """:func:`partition` for ratings keyed by their original IDs (``user``, ``item``,
+    ``rating``): integral IDs are looked up inside the partitioning pass
+    (:func:`mfspark.indexing.id_lookup`), other IDs are joined to their indices first."""
+    lookup = id_lookup(users, items)
+    frame = ratings if lookup is not None else with_indices(ratings, users, items)
+    return partition(frame, users.counts, items.counts, params, lookup)
 
 
 def objective(sse: float, users: Side, items: Side, params: ALSParams,

@@ -12,7 +12,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -97,8 +97,7 @@ def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]
     jvm_peak_heap_mb(spark, reset=True)
     began = time.perf_counter()
     users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
-    parts = als.partition(with_indices(data.train, users, items), users.counts, items.counts,
-                          params)
+    parts = als.partition_ids(data.train, users, items, params)
     fitted = als.fit(parts, params, work_dir)
     seconds = time.perf_counter() - began
     parts.unpersist()
@@ -175,6 +174,20 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
                  nonnegative=params.nonnegative)
     return rows
+
+
+def warm_up(data: Split, params: ALSParams, work_dir: str, systems: list[str],
+            size: int = 20_000) -> None:
+    """One untimed one-iteration fit of each Spark system on ``size`` training ratings, so
+    that neither timed fit pays the session's warm-up (Python workers and their imports,
+    JIT compilation of shared Spark code) for the other."""
+    small = data.train.limit(size).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        sample = Split(small, small, small.count(), 0)
+        compare(sample, replace(params, iterations=1), work_dir,
+                [s for s in systems if s != "numpy"])
+    finally:
+        small.unpersist()
 
 
 def environment(spark: SparkSession) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 ``fit`` reuses the training library end to end: the ratings are validated
 (:func:`mfspark.validate.typed_ratings`), their IDs indexed
-(:func:`mfspark.indexing.build_index`, :func:`~mfspark.indexing.with_indices`), partitioned
-by block (:func:`mfspark.als.partition`) and fitted (:func:`mfspark.als.fit`) into a work
+(:func:`mfspark.indexing.build_index`), partitioned by block
+(:func:`mfspark.als.partition_ids`) and fitted (:func:`mfspark.als.fit`) into a work
 directory; the result becomes an :class:`mfspark.ALSModel` holding factor DataFrames keyed by
 the original IDs.  No training math lives here.
 """
@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from mfspark import als, config
 from mfspark.halfstep import Side
-from mfspark.indexing import IdIndex, build_index, with_indices
+from mfspark.indexing import IdIndex, build_index
 from mfspark.io import fs
 from mfspark.io.factors import features_array
 from mfspark.model import ALSModel
@@ -166,8 +166,7 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
             dataset.select(*[F.col(c).alias(name) for name, c in columns.items()]),
             source="ALS.fit", keep_id_types=True)
         users, items = build_index(spark, ratings, "user"), build_index(spark, ratings, "item")
-        parts = als.partition(with_indices(ratings, users, items), users.counts, items.counts,
-                              params)
+        parts = als.partition_ids(ratings, users, items, params)
         work_dir, temporary = self._work_dir(spark)
         try:
             fitted = als.fit(parts, params, work_dir, on_iteration=log_iteration)

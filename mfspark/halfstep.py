@@ -17,11 +17,13 @@ that calls :func:`mfspark.solve.solve_block`, and writes the new factors to Parq
 from __future__ import annotations
 
 import tracemalloc
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark import Accumulator, AccumulatorParam, StorageLevel
+from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,20 +32,25 @@ from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, solve_block
 from mfspark.implicit import gramian
 from mfspark.variants import solve_variant_block
 
-#: What a half-step writes for each solved row.
-SOLUTION_SCHEMA = "idx int, bias double, features array<double>, sse double, n long"
+#: What a half-step writes: each block's solved rows packed like the ratings, a few Parquet
+#: rows per block (chunks of at most :data:`SOLUTION_CHUNK_BYTES`): ``n`` rows' dense indices
+#: (``int32``), biases (``float64``) and factors (``float64``, ``n x K`` row-major), and the
+#: chunk's summed squared residuals.  :func:`mfspark.io.factors.read_side` reads it back.
+SOLUTION_SCHEMA = ("block int, chunk int, n int, rank int, idx binary, bias binary, "
+                   "features binary, sse double")
+#: Upper bound on one packed solution chunk's bytes (Arrow's binary values stay far from 2 GiB).
+SOLUTION_CHUNK_BYTES = 64 << 20
 
 #: One chunk of a packed block (see the module docstring); ``rating_sum`` and ``checksum``
 #: give the global mean and the run fingerprint without unpacking.
 PACKED_SCHEMA = ("block int, chunk int, n long, rows binary, cols binary, ratings binary, "
                  "rating_sum double, checksum long")
-#: Unsorted pieces of blocks on their way to being packed.
-_PIECE_SCHEMA = "block int, rows binary, cols binary, ratings binary"
+#: Unsorted pieces of blocks on their way to being packed (``side`` 0: rows are users, cols
+#: items; 1: the transpose).
+_PIECE_SCHEMA = "side int, block int, rows binary, cols binary, ratings binary"
 #: Ratings per packed chunk (12-16 MiB): Arrow's 2 GiB binary limit per batch is far away.
 CHUNK_RATINGS = 1 << 20
 _PRIME = 2_147_483_647  # checksum terms stay below 2^31: the sum of 2^32 of them fits a long
-
-_ROLES = {"user": ("user_idx", "item_idx"), "item": ("item_idx", "user_idx")}
 
 
 @dataclass
@@ -119,26 +126,38 @@ def _compact(ratings: np.ndarray) -> bytes:
 
 
 def _pieces(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
-            labels: list[int]) -> pd.DataFrame:
+            labels: list[int], side: int = 0) -> pd.DataFrame:
     """Split ratings into one unsorted piece per block (``row % len(labels)``)."""
     block = rows % len(labels)
     order = np.argsort(block, kind="stable")
     bounds = np.searchsorted(block[order], np.arange(len(labels) + 1))
-    out = {"block": [], "rows": [], "cols": [], "ratings": []}
+    out = {"side": [], "block": [], "rows": [], "cols": [], "ratings": []}
     for b in range(len(labels)):
         sel = order[bounds[b]:bounds[b + 1]]
         if len(sel):
+            out["side"].append(side)
             out["block"].append(labels[b])
             out["rows"].append(rows[sel].astype(np.int32).tobytes())
             out["cols"].append(cols[sel].astype(np.int32).tobytes())
             out["ratings"].append(ratings[sel].astype(np.float64).tobytes())
-    return pd.DataFrame(out, columns=["block", "rows", "cols", "ratings"])
+    return pd.DataFrame(out, columns=["side", "block", "rows", "cols", "ratings"])
+
+
+def sort_order(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    """The permutation sorting ratings by (row, col, rating): one sort of a 64-bit
+    (row, col) key, and a three-key sort only if some (row, col) pair repeats."""
+    key = (rows.astype(np.int64) << 32) | cols.astype(np.int64)  # indices are >= 0
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    if len(key) > 1 and np.any(ordered[1:] == ordered[:-1]):  # ties: break them by rating
+        order = np.lexsort((ratings, key))
+    return order
 
 
 def _pack(block: pd.DataFrame, chunk_ratings: int = CHUNK_RATINGS) -> pd.DataFrame:
     """Merge one block's pieces, sort by (row, col, rating) and cut into chunks."""
     rows, cols, ratings = unpack(block)
-    order = np.lexsort((ratings, cols, rows))
+    order = sort_order(rows, cols, ratings)
     rows, cols, ratings = rows[order], cols[order], np.asarray(ratings[order], np.float64)
     out = []
     for k, lo in enumerate(range(0, len(rows), chunk_ratings)):
@@ -166,16 +185,60 @@ def pack_blocks(pieces: DataFrame, num_blocks: int,
     return packed
 
 
-def partition_ratings(indexed: DataFrame, side: str, num_blocks: int,
-                      chunk_ratings: int = CHUNK_RATINGS) -> DataFrame:
-    """One persisted, packed copy of the ratings (``user_idx``, ``item_idx``, ``rating``),
-    with ``rows`` = ``side``'s index, partitioned by block (row ``r`` is in block
-    ``r % num_blocks``, one block per partition); schema :data:`PACKED_SCHEMA`.
+#: Arrow batch size of the partitioning pass (rows): Spark's default of 10,000 makes many
+#: small batches, each a fixed cost, when the pass buffers about a chunk anyway.
+PARTITION_ARROW_BATCH = 1 << 17
 
-    The ratings cross into Python once, in batches; everything after moves packed bytes.
+
+@contextmanager
+def arrow_batch_size(spark: SparkSession, chunk_ratings: int):
+    """Within the ``with`` block, pandas UDFs get Arrow batches of
+    :data:`PARTITION_ARROW_BATCH` rows (at most ``chunk_ratings``), unless the user has set
+    ``spark.sql.execution.arrow.maxRecordsPerBatch`` (then it is left alone)."""
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    if spark.conf.get(key, None) is not None:
+        yield
+        return
+    spark.conf.set(key, str(max(1, min(PARTITION_ARROW_BATCH, chunk_ratings))))
+    try:
+        yield
+    finally:
+        spark.conf.unset(key)
+
+
+def dense_index(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
+    """The positions of ``values`` in the sorted ``ids`` (``int32``); a value that is not
+    there is an error naming it, never a wrong index."""
+    pos = np.searchsorted(ids, values)
+    found = np.minimum(pos, len(ids) - 1)
+    missing = (ids[found] != values) if len(ids) else np.ones(len(values), bool)
+    if missing.any():
+        raise ValueError(f"{what} ID {values[missing][0].item()!r} is not in the {what} index "
+                       f"({int(missing.sum())} ratings of this batch have unknown {what} IDs)")
+    return pos.astype(np.int32)
+
+
+def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks: int,
+                      lookup: Broadcast | None = None,
+                      chunk_ratings: int = CHUNK_RATINGS) -> tuple[DataFrame, DataFrame]:
+    """The two persisted, packed copies of the ratings, ``(by_user, by_item)``: rows are
+    users (items), cols items (users), row ``r`` is in block ``r % num_blocks``, one block
+    per partition; schema :data:`PACKED_SCHEMA`.
+
+    ``ratings`` holds ``user_idx``, ``item_idx`` and ``rating``; or, with ``lookup`` (the
+    broadcast sorted integral user and item IDs, :func:`mfspark.indexing.id_lookup`), the
+    original ``user``, ``item`` and ``rating``, each ID mapped to its dense index by binary
+    search in the broadcast IDs (no join).  The packed copies' lineage uses ``lookup``:
+    Spark recomputes a lost cached block from it, so it must outlive them (destroy it only
+    after unpersisting both).  The ratings cross into Python once, in batches of about a
+    chunk, which are split into unsorted pieces for both copies at once; everything after
+    moves packed bytes.
     """
-    row, col = _ROLES[side]
-    labels = block_labels(indexed.sparkSession, num_blocks)
+    spark = ratings.sparkSession
+    user_labels = block_labels(spark, num_user_blocks)
+    item_labels = (user_labels if num_item_blocks == num_user_blocks
+                   else block_labels(spark, num_item_blocks))
+    ids = lookup
 
     def split(batches):
         # Arrow batches are small (10,000 rows by default): gather about a chunk's worth
@@ -192,29 +255,52 @@ def partition_ratings(indexed: DataFrame, side: str, num_blocks: int,
 
     def _split(frames: list[pd.DataFrame]) -> pd.DataFrame:
         pdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        return _pieces(pdf[row].to_numpy(), pdf[col].to_numpy(),
-                       pdf["rating"].to_numpy(dtype=np.float64), labels)
+        users, items = pdf["u"].to_numpy(), pdf["i"].to_numpy()
+        if ids is not None:
+            users = dense_index(ids.value[0], users, "user")
+            items = dense_index(ids.value[1], items, "item")
+        values = pdf["r"].to_numpy(dtype=np.float64)
+        return pd.concat([_pieces(users, items, values, user_labels, 0),
+                          _pieces(items, users, values, item_labels, 1)], ignore_index=True)
 
-    pieces = (indexed.select(F.col(row).cast("int").alias(row), F.col(col).cast("int").alias(col),
-                             F.col("rating").cast("double").alias("rating"))
-              .mapInPandas(split, _PIECE_SCHEMA))
-    return pack_blocks(pieces, num_blocks, chunk_ratings)
+    names = ("user", "item") if lookup is not None else ("user_idx", "item_idx")
+    kind = "long" if lookup is not None else "int"
+    pieces = (ratings.select(F.col(names[0]).cast(kind).alias("u"),
+                             F.col(names[1]).cast(kind).alias("i"),
+                             F.col("rating").cast("double").alias("r"))
+              .mapInPandas(split, _PIECE_SCHEMA)
+              .persist(StorageLevel.MEMORY_AND_DISK))  # split once, packed twice
+    packed = []
+    try:
+        with arrow_batch_size(spark, chunk_ratings):
+            for side, blocks in ((0, num_user_blocks), (1, num_item_blocks)):
+                packed.append(pack_blocks(pieces.filter(F.col("side") == side).drop("side"),
+                                          blocks, chunk_ratings))
+    except BaseException:
+        for frame in packed:
+            frame.unpersist()
+        raise
+    finally:
+        pieces.unpersist()  # a lost cached block is recomputed from the source, not from it
+    return packed[0], packed[1]
 
 
-def transpose_blocks(packed: DataFrame, num_blocks: int,
-                     chunk_ratings: int = CHUNK_RATINGS) -> DataFrame:
-    """The other side's packed copy, built from a packed copy without unpacking in the JVM:
-    rows and cols swap, and the ratings are re-split by the new row's block."""
-    labels = block_labels(packed.sparkSession, num_blocks)
-
-    def split(batches):
-        for chunks in batches:
-            for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"]):
-                rows, cols, ratings = decode(*t)
-                yield _pieces(cols, rows, ratings, labels)
-
-    return pack_blocks(packed.select("rows", "cols", "ratings").mapInPandas(split, _PIECE_SCHEMA),
-                       num_blocks, chunk_ratings)
+def pack_solution(block: int, rows: np.ndarray, factors: np.ndarray, bias: np.ndarray,
+                  sse: np.ndarray, chunk_bytes: int = SOLUTION_CHUNK_BYTES) -> pd.DataFrame:
+    """One block's solution as :data:`SOLUTION_SCHEMA` chunks (one Parquet row per chunk
+    instead of one per solved row: no per-row Arrow conversion)."""
+    n, rank = factors.shape
+    step = max(1, chunk_bytes // (8 * rank + 12))
+    out = []
+    for k, lo in enumerate(range(0, n, step)):
+        sl = slice(lo, lo + step)
+        out.append((block, k, len(rows[sl]), rank,
+                    np.ascontiguousarray(rows[sl], np.int32).tobytes(),
+                    np.ascontiguousarray(bias[sl], np.float64).tobytes(),
+                    np.ascontiguousarray(factors[sl], np.float64).tobytes(),
+                    float(np.sum(sse[sl]))))
+    return pd.DataFrame(out, columns=["block", "chunk", "n", "rank", "idx", "bias", "features",
+                                      "sse"])
 
 
 class BlockMemory(AccumulatorParam):
@@ -274,8 +360,8 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
                 peak = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
                 probe.add([(int(block["n"].sum()), len(sol.rows) if sol else -1, peak)])
-        return pd.DataFrame({"idx": sol.rows.astype(np.int32), "bias": sol.bias,
-                             "features": list(sol.factors), "sse": sol.sse, "n": sol.counts})
+        return pack_solution(int(block["block"].iloc[0]), sol.rows, sol.factors, sol.bias,
+                             sol.sse)
 
     try:
         (ratings_by_block.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA)

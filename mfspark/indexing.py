@@ -49,6 +49,24 @@ def build_index(spark: SparkSession, ratings: DataFrame, column: str) -> IdIndex
     return IdIndex(ids=ids, counts=counts, frame=spark.createDataFrame(mapping))
 
 
+#: At most this many user plus item IDs are broadcast for :func:`id_lookup` (256 MiB of
+#: int64); beyond, the ratings are indexed by joins.
+LOOKUP_MAX_IDS = 1 << 25
+
+
+def id_lookup(users: IdIndex, items: IdIndex) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sorted user and item IDs as int64 arrays, for mapping IDs to indices by binary
+    search inside the partitioning pass (:func:`mfspark.halfstep.partition_ratings`)
+    instead of two joins; None when an ID type is not integral or there are more than
+    :data:`LOOKUP_MAX_IDS` IDs."""
+    if not all(pa.types.is_integer(side.ids.type) for side in (users, items)):
+        return None
+    if len(users) + len(items) > LOOKUP_MAX_IDS:
+        return None
+    return (users.ids.to_numpy(zero_copy_only=False).astype(np.int64),
+            items.ids.to_numpy(zero_copy_only=False).astype(np.int64))
+
+
 def with_indices(ratings: DataFrame, users: IdIndex, items: IdIndex,
                  how: str = "inner") -> DataFrame:
     """Add ``user_idx`` and ``item_idx`` to ratings (``how="left"`` keeps unknown IDs with

@@ -242,27 +242,74 @@ def _row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray
                counts: np.ndarray, lam_rows: np.ndarray, max_gather: int
                ) -> tuple[np.ndarray, np.ndarray]:
     """The ``rows`` method fused with the solve: per row one ``syrk``, one ``gemv`` and one
-    Cholesky solve (LAPACK ``posv``) on a ``(K+1) x (K+1)`` system, so no stack of Gram
-    matrices is ever allocated.  Returns the solutions and the right-hand sides."""
+    Cholesky solve (LAPACK ``posv``), so no stack of Gram matrices is ever allocated.
+    Returns the solutions and the right-hand sides.
+
+    Rows with fewer ratings ``n`` than unknowns ``K + 1`` are solved in their dual form,
+    stacked by ``n`` (:func:`_dual_rows`): ``n x n`` systems instead of ``(K + 1) x (K + 1)``,
+    the same solutions, and no Python loop over those rows.
+    """
     n_rows, k1 = len(counts), F.shape[1]
     w = np.empty((n_rows, k1))
     rhs = np.empty((n_rows, k1))
     step = max(1, max_gather // k1)
+    short = (counts < k1) & (lam_rows > 0)  # (lam = 0: the primal's singularity is reported)
+    if short.any():
+        _dual_rows(F, cols, y, start, counts, lam_rows, np.flatnonzero(short), max_gather,
+                   w, rhs)
     diagonal = np.diag_indices(k1)
-    for r in range(n_rows):
-        lo, n = int(start[r]), int(counts[r])
+    long = np.flatnonzero(~short)
+    for r, lo, n, lam in zip(long.tolist(), start[long].tolist(), counts[long].tolist(),
+                             lam_rows[long].tolist()):
         if n > step:
             gram, rhs[r] = _long_row(F, cols, y, lo, n, step)
         else:
-            X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) syrk wants
-            gram = _dsyrk(1.0, X.T, lower=1)
+            X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) BLAS wants
             rhs[r] = X.T @ y[lo:lo + n]
-        gram[diagonal] += lam_rows[r]
+            gram = _dsyrk(1.0, X.T, lower=1)
+        gram[diagonal] += lam
         _, w[r], info = _dposv(gram, rhs[r], lower=1, overwrite_a=1)
         if info != 0:
-            raise SolveError("a normal-equation matrix is not positive definite "
-                             "(is the regularization lambda > 0?)")
+            raise SolveError(_NOT_POSITIVE_DEFINITE)
     return w, rhs
+
+
+_NOT_POSITIVE_DEFINITE = ("a normal-equation matrix is not positive definite "
+                          "(is the regularization lambda > 0?)")
+
+
+def _dual_rows(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+               counts: np.ndarray, lam_rows: np.ndarray, rows: np.ndarray, max_gather: int,
+               w: np.ndarray, rhs: np.ndarray) -> None:
+    """Solve the short ``rows`` (``n`` ratings, fewer than ``K + 1``, ``lam > 0``) in dual
+    form, ``w = X^T (X X^T + lam I)^-1 y``, into ``w`` and ``rhs``.
+
+    The identity ``(X^T X + lam I) X^T = X^T (X X^T + lam I)`` makes this the ridge solution
+    ``(X^T X + lam I)^-1 X^T y``; the ``n x n`` system costs ``n^2 (K + 1)`` instead of
+    ``n (K + 1)^2 + (K + 1)^3 / 3``.  Rows of equal ``n`` are stacked (at most ``max_gather``
+    gathered elements at a time), so a row's result depends only on its own ratings.
+    """
+    k1 = F.shape[1]
+    lengths = counts[rows]
+    for n in np.unique(lengths).tolist():
+        members = rows[lengths == n]
+        per_chunk = max(1, max_gather // (n * k1))
+        offsets = np.arange(n)
+        diagonal = np.arange(n)
+        for lo in range(0, len(members), per_chunk):
+            chunk = members[lo:lo + per_chunk]
+            idx = start[chunk][:, None] + offsets  # (g, n) rating positions
+            X = F[cols[idx]]  # (g, n, k1)
+            yv = y[idx][..., None]  # (g, n, 1)
+            Xt = X.transpose(0, 2, 1)
+            rhs[chunk] = (Xt @ yv)[..., 0]
+            kernel = X @ Xt  # (g, n, n)
+            kernel[:, diagonal, diagonal] += lam_rows[chunk][:, None]
+            try:
+                dual = np.linalg.solve(kernel, yv)
+            except np.linalg.LinAlgError as err:
+                raise SolveError(_NOT_POSITIVE_DEFINITE) from err
+            w[chunk] = (Xt @ dual)[..., 0]
 
 
 def _bucket_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray,
@@ -330,8 +377,7 @@ def cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     try:
         L = np.linalg.cholesky(gram)
     except np.linalg.LinAlgError as err:
-        raise SolveError("a normal-equation matrix is not positive definite "
-                         "(is the regularization lambda > 0?)") from err
+        raise SolveError(_NOT_POSITIVE_DEFINITE) from err
     k1 = rhs.shape[1]
     z = np.empty_like(rhs)
     for j in range(k1):

@@ -24,10 +24,11 @@ from pyspark.sql import DataFrame, SparkSession
 from mfspark import __version__, als, evaluate, resume
 from mfspark.config import JobConfig
 from mfspark.duplicates import merge_duplicates
-from mfspark.halfstep import SOLUTION_SCHEMA, Side
+from mfspark.halfstep import Side
 from mfspark.indexing import IdIndex, attach_ids, build_index, with_indices
 from mfspark.io import fs
 from mfspark.io.checkpoints import iteration_dir
+from mfspark.io.factors import read_rows
 from mfspark.io.model import check_writable, write_model
 from mfspark.io.ratings import read_ratings
 from mfspark.quarantine import screen
@@ -74,8 +75,7 @@ def baselines(ratings: als.PartitionedRatings, config: JobConfig, test: DataFram
 
 
 def _factor_frame(spark: SparkSession, path: str, index: IdIndex) -> DataFrame:
-    solved = spark.read.schema(SOLUTION_SCHEMA).parquet(path).select("idx", "bias", "features")
-    return attach_ids(solved, index)
+    return attach_ids(read_rows(spark, path), index)
 
 
 def account(read: int, used: int, rejected: int, merged: int) -> dict[str, int]:
@@ -108,11 +108,10 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
                          if config.test_fraction > 0 else (ratings, None))
     users = build_index(spark, train_df, "user")
     items = build_index(spark, train_df, "item")
-    indexed = with_indices(train_df, users, items)
     test = None
     if test_df is not None:
         test = with_indices(test_df, users, items, how="left").persist(StorageLevel.MEMORY_AND_DISK)
-    parts = als.partition(indexed, users.counts, items.counts, config.als)
+    parts = als.partition_ids(train_df, users, items, config.als)
     num_test = test.count() if test is not None else 0
     counts = account(stats.rows, parts.count + num_test, stats.rejected, merged)
     log.info("%d ratings read from %s: %d used (%d train with %d users and %d items, %d test), "
@@ -153,4 +152,5 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     ratings.unpersist()
     metadata["seconds"] = time.perf_counter() - began
     return TrainResult(model_dir=model_dir, metadata=metadata, fitted=fitted, users=users,
-                       items=items, train=indexed, test=test, baselines=base, counts=counts)
+                       items=items, train=with_indices(train_df, users, items), test=test,
+                       baselines=base, counts=counts)

@@ -2,7 +2,7 @@
 
 The work is arranged so that nothing is computed twice:
 
-- each fold's training data is indexed and partitioned (:func:`mfspark.als.partition`) once
+- each fold's training data is indexed and partitioned (:func:`mfspark.als.partition_ids`) once
   and shared by every candidate;
 - candidates that differ only in ``iterations`` share one fit: the fit runs iteration by
   iteration (:func:`mfspark.als.fit` resumed from its own state) to the largest requested
@@ -244,8 +244,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
     for f, (train_df, test_df) in enumerate(pairs):
         users = build_index(spark, train_df, "user")
         items = build_index(spark, train_df, "item")
-        parts = als.partition(with_indices(train_df, users, items), users.counts, items.counts,
-                              config.als)
+        parts = als.partition_ids(train_df, users, items, config.als)
         test = with_indices(test_df, users, items, how="left").persist(
             StorageLevel.MEMORY_AND_DISK)
         scorer = Scorer(test, test.count(), clip)

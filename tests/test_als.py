@@ -98,7 +98,8 @@ def test_half_steps_group_by_block_without_reshuffling(spark):
     from mfspark.halfstep import partition_ratings
 
     users, items, ratings = random_ratings(20, 10, 0.3, seed=1)
-    blocks = partition_ratings(indexed_frame(spark, users, items, ratings), "user", 4)
+    blocks, by_item = partition_ratings(indexed_frame(spark, users, items, ratings), 4, 3)
+    by_item.unpersist()
     try:
         plan = blocks.groupBy("block").count()._jdf.queryExecution().executedPlan().toString()
         top = plan.split("InMemoryRelation")[0]  # the part above the cached, partitioned data
@@ -112,15 +113,15 @@ def test_half_steps_group_by_block_without_reshuffling(spark):
 def test_packed_copies_hold_every_rating_once_sorted_and_exact(spark):
     """Both packed copies hold exactly the input triples; each block is sorted by row and
     cut into chunks; ratings that are not exact float32 values are kept as float64."""
-    from mfspark.halfstep import partition_ratings, transpose_blocks, unpack
+    from mfspark.halfstep import partition_ratings, unpack
 
     users, items, ratings = random_ratings(30, 12, 0.4, seed=2)
     ratings = ratings.astype(np.float64)
     ratings[::5] += 0.1  # 3.6 etc.: not representable in float32
     expected = sorted(zip(users.tolist(), items.tolist(), ratings.tolist()))
     # chunks of 7 ratings: several per block
-    by_user = partition_ratings(indexed_frame(spark, users, items, ratings), "user", 3, 7)
-    by_item = transpose_blocks(by_user, 2, 7)
+    by_user, by_item = partition_ratings(indexed_frame(spark, users, items, ratings), 3, 2,
+                                         chunk_ratings=7)
     try:
         for packed, swap in ((by_user, False), (by_item, True)):
             chunks = packed.toPandas()
@@ -137,6 +138,46 @@ def test_packed_copies_hold_every_rating_once_sorted_and_exact(spark):
     finally:
         by_user.unpersist()
         by_item.unpersist()
+
+
+def test_id_lookup_packs_what_the_joins_pack(spark):
+    """Integral IDs looked up in the partitioning pass give the same packed copies (same
+    chunks, bytes and checksums) as joining the ratings to their indices; string IDs are
+    joined."""
+    from mfspark.indexing import build_index, id_lookup, with_indices
+
+    users, items, ratings = random_ratings(40, 25, 0.3, seed=4)
+    raw = spark.createDataFrame(pd.DataFrame({
+        "user": 10_000_000_000 - 7 * users.astype(np.int64),  # sparse, descending long IDs
+        "item": (3 * items + 5).astype(np.int32), "rating": ratings.astype(np.float64)}))
+    u_index, i_index = build_index(spark, raw, "user"), build_index(spark, raw, "item")
+    lookup = id_lookup(u_index, i_index)
+    assert lookup is not None and len(lookup[0]) == len(set(users.tolist()))
+    params = ALSParams(rank=2, num_user_blocks=3, num_item_blocks=2)
+    looked = als.partition_ids(raw, u_index, i_index, params)
+    joined = als.partition(with_indices(raw, u_index, i_index), u_index.counts, i_index.counts,
+                           params)
+    try:
+        for a, b in ((looked.by_user, joined.by_user), (looked.by_item, joined.by_item)):
+            pa_, pb = (x.toPandas().sort_values(["block", "chunk"]).reset_index(drop=True)
+                       for x in (a, b))
+            pd.testing.assert_frame_equal(pa_, pb)
+        assert (looked.count, looked.checksum, looked.mu) == (joined.count, joined.checksum,
+                                                              joined.mu)
+    finally:
+        looked.unpersist()
+        joined.unpersist()
+    strings = raw.withColumn("user", raw["user"].cast("string"))
+    assert id_lookup(build_index(spark, strings, "user"), i_index) is None
+
+
+def test_unknown_id_in_the_lookup_is_a_named_error():
+    from mfspark.halfstep import dense_index
+
+    ids = np.array([3, 8, 20], dtype=np.int64)
+    assert dense_index(ids, np.array([20, 3, 8, 8]), "user").tolist() == [2, 0, 1, 1]
+    with pytest.raises(ValueError, match=r"item ID 9 is not in the item index \(2 ratings"):
+        dense_index(ids, np.array([3, 9, 21]), "item")
 
 
 def test_same_model_whatever_the_blocks_and_partitions(spark, tmp_path):

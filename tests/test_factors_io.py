@@ -26,3 +26,36 @@ def test_non_finite_factors_name_iteration_and_side(spark, tmp_path, bad):
     write_side(spark, str(tmp_path / "f"), side)
     with pytest.raises(NonFiniteFactorsError, match="iteration 3, item step: NaN or infinite"):
         read_side(spark, str(tmp_path / "f"), side.counts, 2, what="iteration 3, item step")
+
+
+def test_chunks_and_distributed_rows_round_trip(spark, tmp_path):
+    """Several chunks per block (tiny chunk size): the dense side and the one-row-per-solved-
+    row DataFrame both give back exactly what was packed, rows absent stay zero."""
+    from mfspark.halfstep import SOLUTION_SCHEMA, pack_solution
+    from mfspark.io.factors import read_rows
+
+    rng = np.random.default_rng(1)
+    rows = np.array([7, 1, 4, 9, 0], dtype=np.int64)  # rows 2, 3, 5, 6, 8 not solved
+    factors, bias, sse = rng.standard_normal((5, 3)), rng.standard_normal(5), rng.random(5)
+    chunks = pack_solution(11, rows, factors, bias, sse, chunk_bytes=2 * (8 * 3 + 12))
+    assert len(chunks) == 3 and list(chunks["n"]) == [2, 2, 1]
+    spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.parquet(str(tmp_path / "f"))
+    side, total = read_side(spark, str(tmp_path / "f"), np.ones(10, dtype=np.int64), 3)
+    np.testing.assert_array_equal(side.factors[rows], factors)
+    np.testing.assert_array_equal(side.bias[rows], bias)
+    assert not side.factors[[2, 3, 5, 6, 8]].any()
+    assert total == pytest.approx(sse.sum(), rel=1e-15)
+    got = read_rows(spark, str(tmp_path / "f")).toPandas().sort_values("idx")
+    order = np.argsort(rows)
+    np.testing.assert_array_equal(got["idx"], rows[order])
+    np.testing.assert_array_equal(got["bias"], bias[order])
+    np.testing.assert_array_equal(np.stack(got["features"]), factors[order])
+
+
+def test_another_rank_is_a_named_error(spark, tmp_path):
+    from mfspark.io.factors import FactorLayoutError
+
+    side = Side(np.ones((4, 2)), np.zeros(4), np.ones(4, dtype=np.int64))
+    write_side(spark, str(tmp_path / "f"), side)
+    with pytest.raises(FactorLayoutError, match="holds rank 2 factors, expected 3"):
+        read_side(spark, str(tmp_path / "f"), side.counts, 3)

@@ -50,3 +50,31 @@ def test_skewed_user_trains_within_the_block_memory_bound(spark, tmp_path):
     print(f"heaviest block: {heavy[0]} ratings, {heavy[1]} rows, peak {heavy[2] / 2**20:.1f} "
           f"MiB <= bound {block_memory_bound(heavy[0], heavy[1], 4, 8) / 2**20:.1f} MiB; "
           f"max peak of all blocks {max(b[2] for b in blocks) / 2**20:.1f} MiB")
+
+
+def test_sort_order_is_the_three_key_order_with_and_without_repeated_pairs():
+    from mfspark.halfstep import sort_order
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 50, 5000), rng.integers(0, 2**31 - 1, 5000)
+    ratings = rng.integers(1, 11, 5000) / 2.0
+    for r, c in ((rows, cols), (rows, cols % 7)):  # unique pairs; then many repeated pairs
+        order = sort_order(r, c, ratings)
+        np.testing.assert_array_equal(order, np.lexsort((ratings, c, r)))
+
+
+def test_partitioning_batch_size_is_scoped_and_respects_the_users_setting(spark):
+    from mfspark.halfstep import PARTITION_ARROW_BATCH, arrow_batch_size
+
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    assert spark.conf.get(key, None) is None
+    with arrow_batch_size(spark, 1 << 20):
+        assert spark.conf.get(key) == str(PARTITION_ARROW_BATCH)
+    assert spark.conf.get(key, None) is None
+    spark.conf.set(key, "777")
+    try:
+        with arrow_batch_size(spark, 1 << 20):
+            assert spark.conf.get(key) == "777"
+        assert spark.conf.get(key) == "777"
+    finally:
+        spark.conf.unset(key)

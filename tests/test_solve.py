@@ -185,3 +185,26 @@ def test_without_biases_solves_factors_only():
         expected = np.linalg.solve(X.T @ X + 0.4 * sel.sum() * np.eye(3), X.T @ y)
         np.testing.assert_allclose(sol.factors[k], expected, rtol=1e-9, atol=1e-12)
     assert not sol.bias.any()
+
+
+@pytest.mark.parametrize("max_gather", [31, 64, 1 << 20])  # 31: one short row at a time
+def test_short_rows_dual_form_equals_lstsq(max_gather):
+    """Rows with fewer ratings than K + 1 (solved in dual form, stacked by count) and longer
+    rows (primal) in one block, at any gather budget: the exact ridge solutions."""
+    rng = np.random.default_rng(7)
+    rank, n_fixed = 30, 200
+    counts = np.array([1, 2, 2, 5, 5, 5, 30, 31, 32, 60])  # K + 1 = 31: 6 short rows
+    rows = np.repeat(np.arange(len(counts)), counts)
+    cols = np.concatenate([rng.choice(n_fixed, c, replace=False) for c in counts])
+    ratings = rng.uniform(1, 5, len(rows))
+    fixed, fixed_bias = rng.standard_normal((n_fixed, rank)), rng.standard_normal(n_fixed)
+    sol = solve_block(rows, cols, ratings, fixed, fixed_bias, 3.0, 0.2, "count", max_gather,
+                      method="rows")
+    for r, c in enumerate(counts):
+        sel = rows == r
+        expected = lstsq_row(fixed, fixed_bias, cols[sel], ratings[sel], 3.0, 0.2 * c)
+        np.testing.assert_allclose(sol.factors[r], expected[:rank], rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(sol.bias[r], expected[rank], rtol=1e-9, atol=1e-11)
+        resid = ratings[sel] - (fixed[cols[sel]] @ expected[:rank] + expected[rank]
+                                + fixed_bias[cols[sel]] + 3.0)
+        np.testing.assert_allclose(sol.sse[r], resid @ resid, rtol=1e-8, atol=1e-12)

@@ -1,17 +1,23 @@
 """Factor Parquet: what each half-step writes and the driver reads back for the next
-broadcast (columns ``idx``, ``bias``, ``features``, ``sse``, ``n``)."""
+broadcast, in the packed layout :data:`mfspark.halfstep.SOLUTION_SCHEMA` (a few rows per
+block, each holding many solved rows' indices, biases and factors as bytes)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from mfspark.halfstep import SOLUTION_SCHEMA, Side
+from mfspark.halfstep import SOLUTION_SCHEMA, Side, pack_solution
 
 
 class NonFiniteFactorsError(FloatingPointError):
     """A half-step produced NaN or infinite factors."""
+
+
+class FactorLayoutError(ValueError):
+    """Factor Parquet that does not hold what the reader expects (rank, sizes)."""
 
 
 def features_array(factors: np.ndarray) -> pa.Array:
@@ -23,11 +29,21 @@ def features_array(factors: np.ndarray) -> pa.Array:
 
 def write_side(spark: SparkSession, path: str, side: Side) -> None:
     """Write a driver-side state (the seeded initial factors) in the half-step layout."""
-    table = pa.table({"idx": pa.array(np.arange(len(side.bias), dtype=np.int32)),
-                      "bias": pa.array(side.bias), "features": features_array(side.factors),
-                      "sse": pa.array(np.zeros(len(side.bias))),
-                      "n": pa.array(side.counts.astype(np.int64))})
-    spark.createDataFrame(table).write.mode("overwrite").parquet(path)
+    rows = np.arange(len(side.bias), dtype=np.int32)
+    chunks = pack_solution(0, rows, side.factors, side.bias, np.zeros(len(rows)))
+    spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.mode("overwrite").parquet(path)
+
+
+def _decode(n: int, rank: int, idx: bytes, bias: bytes, features: bytes, path: str
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = np.frombuffer(idx, dtype=np.int32)
+    b = np.frombuffer(bias, dtype=np.float64)
+    f = np.frombuffer(features, dtype=np.float64)
+    if not len(rows) == len(b) == n or len(f) != n * rank:
+        raise FactorLayoutError(f"{path}: a chunk of {n} rows holds {len(rows)} indices, "
+                                f"{len(b)} biases and {len(f)} factor values "
+                                f"(expected {n} x rank {rank}); the files are damaged")
+    return rows, b, f.reshape(n, rank)
 
 
 def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
@@ -35,17 +51,36 @@ def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
     """Read a half-step's output into a dense :class:`Side` (rows absent from the file keep
     zeros) and return it with the summed squared residuals it recorded.
 
-    Raises :class:`NonFiniteFactorsError` naming ``what`` if any value is NaN or infinite.
+    Raises :class:`NonFiniteFactorsError` naming ``what`` if any value is NaN or infinite,
+    and :class:`FactorLayoutError` if the files hold another rank.
     """
-    table = (spark.read.schema(SOLUTION_SCHEMA).parquet(path)
-             .select("idx", "bias", "features", "sse").toArrow())
-    idx = table.column("idx").to_numpy()
+    table = spark.read.schema(SOLUTION_SCHEMA).parquet(path).toArrow().to_pydict()
     side = Side.zeros(counts, rank)
-    features = pa.chunked_array(table.column("features")).combine_chunks()
-    side.factors[idx] = features.flatten().to_numpy().reshape(len(idx), rank)
-    side.bias[idx] = table.column("bias").to_numpy()
-    sse = float(np.sum(table.column("sse").to_numpy()))
+    for n, k, idx, bias, features in zip(table["n"], table["rank"], table["idx"],
+                                         table["bias"], table["features"]):
+        if k != rank:
+            raise FactorLayoutError(f"{what}: {path} holds rank {k} factors, expected {rank}")
+        rows, b, f = _decode(n, k, idx, bias, features, path)
+        side.factors[rows] = f
+        side.bias[rows] = b
+    sse = float(np.sum(table["sse"]))
     if not (np.isfinite(side.factors).all() and np.isfinite(side.bias).all() and np.isfinite(sse)):
         raise NonFiniteFactorsError(f"{what}: NaN or infinite values in {path}; lower the rank "
                                     "or raise the regularization")
     return side, sse
+
+
+def read_rows(spark: SparkSession, path: str) -> DataFrame:
+    """A half-step's output as a distributed DataFrame of one row per solved row
+    (``idx`` int, ``bias`` double, ``features`` array<double>), never collected."""
+
+    def explode(batches):
+        for chunks in batches:
+            for n, k, idx, bias, features in zip(chunks["n"], chunks["rank"], chunks["idx"],
+                                                 chunks["bias"], chunks["features"]):
+                rows, b, f = _decode(int(n), int(k), idx, bias, features, path)
+                yield pd.DataFrame({"idx": rows, "bias": b, "features": list(f)})
+
+    return (spark.read.schema(SOLUTION_SCHEMA).parquet(path)
+            .select("n", "rank", "idx", "bias", "features")
+            .mapInPandas(explode, "idx int, bias double, features array<double>"))
