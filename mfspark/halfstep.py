@@ -38,8 +38,10 @@ from mfspark.variants import solve_variant_block
 #: chunk's summed squared residuals.  :func:`mfspark.io.factors.read_side` reads it back.
 SOLUTION_SCHEMA = ("block int, chunk int, n int, rank int, idx binary, bias binary, "
                    "features binary, sse double")
-#: Upper bound on one packed solution chunk's bytes (Arrow's binary values stay far from 2 GiB).
-SOLUTION_CHUNK_BYTES = 64 << 20
+#: Upper bound on one packed solution chunk's bytes: small enough that the JVM's Arrow and
+#: Parquet buffers for a value stay small (a 20 MB value per block at rank 100 exhausted a
+#: 1 GB driver heap in local mode), large enough that a block is a handful of rows.
+SOLUTION_CHUNK_BYTES = 4 << 20
 
 #: One chunk of a packed block (see the module docstring); ``rating_sum`` and ``checksum``
 #: give the global mean and the run fingerprint without unpacking.

@@ -14,7 +14,7 @@ import numpy as np
 
 from mfspark.als import ALSResult, objective
 from mfspark.config import ALSParams
-from mfspark.halfstep import Side
+from mfspark.halfstep import Side, sort_order
 from mfspark.solve import init_factors, solve_block
 
 
@@ -40,11 +40,17 @@ def fit_in_memory(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_u
         n_items, params.rank, params.seed)
     item_side = Side(np.array(start, dtype=np.float64), np.zeros(n_items), item_counts)
     result = ALSResult(mu=mu, users=Side.zeros(user_counts, params.rank), items=item_side)
+    # each side's copy sorted once, as the distributed job partitions once
+    by_user = sort_order(users, items, ratings)
+    u_rows, u_cols, u_ratings = users[by_user], items[by_user], ratings[by_user]
+    by_item = sort_order(items, users, ratings)
+    i_rows, i_cols, i_ratings = items[by_item], users[by_item], ratings[by_item]
     for it in range(1, params.iterations + 1):
         began = time.perf_counter()
-        user_side, sse_user = _solve_side(users, items, ratings, result.items, mu, params,
+        user_side, sse_user = _solve_side(u_rows, u_cols, u_ratings, result.items, mu, params,
                                           user_counts)
-        item_side, sse = _solve_side(items, users, ratings, user_side, mu, params, item_counts)
+        item_side, sse = _solve_side(i_rows, i_cols, i_ratings, user_side, mu, params,
+                                     item_counts)
         result.history.append({
             "iteration": it,
             "objective_after_user_step": objective(sse_user, user_side, result.items, params),
