@@ -182,6 +182,12 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
 
+def seed_list(seeds: list[int]) -> str:
+    """``0-139`` for a run of consecutive seeds, else the list."""
+    consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else str(seeds)
+
+
 def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
     frame = pd.DataFrame(rows)
     k = args.k
@@ -194,7 +200,7 @@ def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
         for m in metrics:  # standard error of the mean over the seeds (NaN for one seed)
             table[f"{m} se"] = groups[m].sem()
         print(f"\nimplicit feedback, rank {args.rank}, regParam {args.reg}, {args.iterations} "
-              f"iterations, mean over seeds {args.seeds}")
+              f"iterations, mean over {len(args.seeds)} seeds {seed_list(args.seeds)}")
         print(table.reset_index().to_string(index=False, float_format="%.4f"))
         print("\nper seed")
         print(imp.pivot_table(index="seed", columns=keys[1:], values=metrics)

@@ -1,4 +1,4 @@
-"""Implicit ALS on MovieLens 100K over many seeds, in one process: is a gap to MLlib signal or noise?
+"""Implicit ALS on MovieLens 100K over many seeds, in one process: signal or seed noise?
 
 ``benchmarks/implicit.py`` fits both systems in Spark, a few seeds at a time.  This script
 runs the same implicit half-steps in NumPy (:func:`mfspark.variants.solve_variant_block` on
