@@ -13,7 +13,7 @@ both fitted in one SparkSession with the same rank, regParam, alpha, iterations 
 
 Fit times are wall seconds of ``fit`` after one untimed warm-up fit of each system.
 
-    cd /work/wt-8 && PYTHONPATH=$PWD SPARK_LOCAL_IP=127.0.0.1 nice -n 19 \\
+    PYTHONPATH=$PWD SPARK_LOCAL_IP=127.0.0.1 nice -n 19 \\
         /work/main/.venv/bin/python benchmarks/implicit.py [--alphas 1 10] [--seeds 0 1 2]
 """
 
@@ -93,9 +93,11 @@ def timed_fit(estimator, data) -> tuple[object, float]:
 
 
 def estimators(common: dict, nonnegative: bool, implicit: bool, alpha: float,
-               mf_extra: dict | None = None) -> dict[str, object]:
+               mf_extra: dict | None = None,
+               systems: tuple[str, ...] = ("mllib", "mfspark")) -> dict[str, object]:
     kw = dict(common, implicitPrefs=implicit, alpha=alpha, nonnegative=nonnegative)
-    return {"mllib": MLlibALS(**kw), "mfspark": ALS(**kw, **(mf_extra or {}))}
+    make = {"mllib": lambda: MLlibALS(**kw), "mfspark": lambda: ALS(**kw, **(mf_extra or {}))}
+    return {name: make[name]() for name in systems}
 
 
 def warm_up(train_df, common: dict) -> None:
@@ -122,6 +124,10 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--skip-explicit", action="store_true", help="no nonnegative RMSE part")
     p.add_argument("--skip-implicit", action="store_true", help="no implicit ranking part")
+    p.add_argument("--skip-nonnegative", action="store_true",
+                   help="implicit part: only nonnegative=False")
+    p.add_argument("--systems", nargs="+", choices=("mllib", "mfspark"),
+                   default=["mllib", "mfspark"], help="implicit part: which systems to fit")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
     spark = get_session(args.master, "mfspark-implicit-benchmark",
@@ -142,10 +148,10 @@ def main() -> None:
     warm_up(train_df, common)
     rows = []
     for alpha in ([] if args.skip_implicit else args.alphas):
-        for nonnegative in (False, True):
+        for nonnegative in (False,) if args.skip_nonnegative else (False, True):
             for seed in args.seeds:
                 for system, est in estimators(dict(common, seed=seed), nonnegative, True,
-                                              alpha).items():
+                                              alpha, systems=tuple(args.systems)).items():
                     model, seconds = timed_fit(est, train_df)
                     row = {"part": "implicit", "system": system, "alpha": alpha,
                            "nonnegative": nonnegative, "seed": seed, "fit_seconds": seconds,
@@ -176,17 +182,29 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
 
+def seed_list(seeds: list[int]) -> str:
+    """``0-139`` for a run of consecutive seeds, else the list."""
+    consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if consecutive and len(seeds) > 2 else str(seeds)
+
+
 def print_tables(rows: list[dict], args: argparse.Namespace) -> None:
     frame = pd.DataFrame(rows)
     k = args.k
     imp = frame[frame["part"] == "implicit"]
     if len(imp):
-        table = (imp.groupby(["alpha", "nonnegative", "system"], sort=False)
-                 [[f"precision@{k}", f"ndcg@{k}", "train_objective", "fit_seconds"]].mean()
-                 .reset_index())
+        keys = ["alpha", "nonnegative", "system"]
+        metrics = [f"precision@{k}", f"ndcg@{k}"]
+        groups = imp.groupby(keys, sort=False)
+        table = groups[metrics + ["train_objective", "fit_seconds"]].mean()
+        for m in metrics:  # standard error of the mean over the seeds (NaN for one seed)
+            table[f"{m} se"] = groups[m].sem()
         print(f"\nimplicit feedback, rank {args.rank}, regParam {args.reg}, {args.iterations} "
-              f"iterations, mean over seeds {args.seeds}")
-        print(table.to_string(index=False, float_format="%.4f"))
+              f"iterations, mean over {len(args.seeds)} seeds {seed_list(args.seeds)}")
+        print(table.reset_index().to_string(index=False, float_format="%.4f"))
+        print("\nper seed")
+        print(imp.pivot_table(index="seed", columns=keys[1:], values=metrics)
+              .to_string(float_format="%.4f"))
     exp = frame[frame["part"] == "nonnegative explicit"]
     if len(exp):
         table = (exp.groupby("system", sort=False)[["test_rmse", "fit_seconds", "min_factor"]]

@@ -1,0 +1,181 @@
+"""Implicit ALS on MovieLens 100K over many seeds, in one process: signal or seed noise?
+
+``benchmarks/implicit.py`` fits both systems in Spark, a few seeds at a time.  This script
+runs the same implicit half-steps in NumPy (:func:`mfspark.variants.solve_variant_block` on
+all rows at once, the block solver the Spark job runs), on the same per-user holdout, with
+the same ranking (training items excluded, top ``--k``) and MLlib's ``RankingEvaluator``
+definitions of precision@k and NDCG@k re-computed in NumPy, for hundreds of seeds in minutes.
+Its ``mfspark`` variant is mfspark's fit (``ALS(implicitPrefs=True, seed=s)``: items start
+from :func:`mfspark.solve.init_factors`, users are solved first), so its numbers for a seed
+are those ``benchmarks/implicit.py`` prints for mfspark at that seed.
+
+Variants (what MLlib's ``ALS.train`` does differently, one thing at a time):
+
+- ``mfspark``: items start ``N(0, 1/K)``, users solved first, float64 factors;
+- ``items-first``: as mfspark but the users start ``N(0, 1/K)`` and items are solved first
+  (MLlib's order: its last half-step solves the users);
+- ``mllib-like``: every start vector Gaussian scaled to unit norm (MLlib's ``initialize``),
+  items solved first, factors rounded to float32 after every half-step (MLlib stores
+  ``Array[Float]``);
+- ``unit-norm``: mfspark's start directions scaled to unit norm, users first: with the
+  ``mfspark`` variant a paired comparison (common random numbers) of the start's norm alone.
+
+    PYTHONPATH=$PWD nice -n 19 /work/main/.venv/bin/python benchmarks/implicit_seeds.py \\
+        --seeds 200 [--variants mfspark items-first mllib-like unit-norm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mfspark.reference import implicit_dense, implicit_objective  # noqa: E402
+from mfspark.solve import init_factors  # noqa: E402
+from mfspark.variants import solve_variant_block  # noqa: E402
+
+VARIANTS = ("mfspark", "items-first", "mllib-like", "unit-norm")
+
+
+def per_user_holdout(ratings: pd.DataFrame, fraction: float, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``benchmarks/implicit.py``'s split (same seed, same rows), without importing pyspark."""
+    rng = np.random.default_rng(seed)
+    key = rng.random(len(ratings))
+    rank = pd.Series(key).groupby(ratings["user"].to_numpy()).rank(method="first").to_numpy()
+    size = ratings.groupby("user")["user"].transform("size").to_numpy()
+    test = rank <= np.round(fraction * size)
+    return ratings[~test].reset_index(drop=True), ratings[test].reset_index(drop=True)
+
+
+class Problem:
+    """The training ratings as index arrays, and the held-out positives per user."""
+
+    def __init__(self, train: pd.DataFrame, test: pd.DataFrame, alpha: float, reg: float):
+        self.alpha, self.reg = alpha, reg
+        uid, iid = np.sort(train["user"].unique()), np.sort(train["item"].unique())
+        self.n_users, self.n_items = len(uid), len(iid)
+        self.u = np.searchsorted(uid, train["user"].to_numpy())
+        self.i = np.searchsorted(iid, train["item"].to_numpy())
+        self.r = train["rating"].to_numpy(dtype=np.float64)
+        self.P, self.C = implicit_dense(self.u, self.i, self.r, self.n_users, self.n_items, alpha)
+        self.seen = np.zeros((self.n_users, self.n_items), dtype=bool)
+        self.seen[self.u, self.i] = True
+        relevant = test[test["rating"] >= 4].groupby("user")["item"].apply(set)
+        icol = dict(zip(iid, range(len(iid))))
+        self.relevant = [(int(np.searchsorted(uid, u)), {icol[i] for i in items if i in icol},
+                          len(items)) for u, items in relevant.items() if u in set(uid)]
+
+    def half_step(self, side: str, fixed: np.ndarray) -> np.ndarray:
+        rows, cols, n = ((self.u, self.i, self.n_users) if side == "user"
+                         else (self.i, self.u, self.n_items))
+        sol = solve_variant_block(rows, cols, self.r, fixed, np.zeros(len(fixed)), 0.0,
+                                  self.reg, "count", biases=False, alpha=self.alpha)
+        out = np.zeros((n, fixed.shape[1]))
+        out[sol.rows] = sol.factors
+        return out
+
+    def ranking(self, U: np.ndarray, V: np.ndarray, k: int) -> tuple[float, float]:
+        """Mean precision@k and NDCG@k over the users with a held-out positive, as MLlib's
+        ``RankingMetrics`` (binary relevance, ``1 / log(i + 2)`` discounts, ideal DCG over
+        ``min(|relevant|, k)`` positions)."""
+        scores = U @ V.T
+        scores[self.seen] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        discount = 1.0 / np.log(np.arange(k) + 2.0)
+        precision, ndcg = [], []
+        for u, found, n_relevant in self.relevant:
+            hits = np.fromiter((j in found for j in top[u]), dtype=float, count=k)
+            precision.append(hits.sum() / k)
+            ndcg.append(hits @ discount / discount[:min(n_relevant, k)].sum())
+        return float(np.mean(precision)), float(np.mean(ndcg))
+
+
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int
+        ) -> tuple[np.ndarray, np.ndarray]:
+    users_first = variant in ("mfspark", "unit-norm")
+    if variant == "mllib-like":
+        rng = np.random.default_rng(seed)
+        U = unit_rows(rng.standard_normal((problem.n_users, rank)))
+        V = unit_rows(rng.standard_normal((problem.n_items, rank)))
+        store = lambda X: X.astype(np.float32).astype(np.float64)  # noqa: E731
+    else:
+        U = init_factors(problem.n_users, rank, seed + 1_000_003)  # used by items-first only
+        V = init_factors(problem.n_items, rank, seed)
+        if variant == "unit-norm":
+            V = unit_rows(V)
+        store = lambda X: X  # noqa: E731
+    for _ in range(iterations):
+        if users_first:
+            U = store(problem.half_step("user", V))
+            V = store(problem.half_step("item", U))
+        else:
+            V = store(problem.half_step("item", U))
+            U = store(problem.half_step("user", V))
+    return U, V
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                         / "data" / "ml-100k" / "u.data"))
+    p.add_argument("--rank", type=int, default=10)
+    p.add_argument("--reg", type=float, default=0.1)
+    p.add_argument("--alpha", type=float, default=1.0)
+    p.add_argument("--iterations", type=int, default=10)
+    p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=100, help="model seeds 0 .. N-1")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--csv", help="also write one row per (variant, seed) to this file")
+    args = p.parse_args()
+    ratings = pd.read_csv(args.data, sep="\t", names=["user", "item", "rating", "ts"])
+    ratings = ratings[["user", "item", "rating"]].astype({"rating": "float64"})
+    problem = Problem(*per_user_holdout(ratings, args.holdout, args.split_seed), args.alpha,
+                      args.reg)
+    k = args.k
+    rows = []
+    for variant in args.variants:
+        began = time.perf_counter()
+        for seed in range(args.seeds):
+            U, V = fit(problem, variant, seed, args.rank, args.iterations)
+            prec, ndcg = problem.ranking(U, V, k)
+            rows.append({"variant": variant, "seed": seed, f"precision@{k}": prec,
+                         f"ndcg@{k}": ndcg, "train_objective": implicit_objective(
+                             problem.P, problem.C, U, V, args.reg, "count")})
+        print(f"{variant}: {args.seeds} fits in {time.perf_counter() - began:.0f} s",
+              flush=True)
+    frame = pd.DataFrame(rows)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    cols = [f"precision@{k}", f"ndcg@{k}", "train_objective"]
+    groups = frame.groupby("variant", sort=False)[cols]
+    table = groups.mean().join(groups.sem(), rsuffix=" se")
+    print(f"\nrank {args.rank}, regParam {args.reg}, alpha {args.alpha}, {args.iterations} "
+          f"iterations, seeds 0-{args.seeds - 1}: mean and standard error")
+    print(table[[c + s for c in cols for s in ("", " se")]].to_string(float_format="%.5f"))
+    if {"mfspark", "unit-norm"} <= set(args.variants):  # same start directions: paired
+        a, b = (frame[frame["variant"] == v].set_index("seed")[cols]
+                for v in ("mfspark", "unit-norm"))
+        d = b - a
+        print("\npaired, unit-norm minus mfspark (same start directions):")
+        for c in cols:
+            print(f"  {c}: {d[c].mean():+.5f} +- {d[c].sem():.5f}")
+
+
+if __name__ == "__main__":
+    main()
