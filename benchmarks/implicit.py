@@ -13,8 +13,7 @@ both fitted in one SparkSession with the same rank, regParam, alpha, iterations 
 
 Fit times are wall seconds of ``fit`` after one untimed warm-up fit of each system.
 
-    PYTHONPATH=$PWD SPARK_LOCAL_IP=127.0.0.1 nice -n 19 \\
-        /work/main/.venv/bin/python benchmarks/implicit.py [--alphas 1 10] [--seeds 0 1 2]
+    SPARK_LOCAL_IP=127.0.0.1 .venv/bin/python benchmarks/implicit.py [--alphas 1 10] [--seeds 0 1 2]
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Variants (what MLlib's ``ALS.train`` does differently, one thing at a time):
 - ``unit-norm``: mfspark's start directions scaled to unit norm, users first: with the
   ``mfspark`` variant a paired comparison (common random numbers) of the start's norm alone.
 
-    PYTHONPATH=$PWD nice -n 19 /work/main/.venv/bin/python benchmarks/implicit_seeds.py \\
+    .venv/bin/python benchmarks/implicit_seeds.py \\
         --seeds 200 [--variants mfspark items-first mllib-like unit-norm]
 """
 
