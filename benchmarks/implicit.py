@@ -40,16 +40,8 @@ from mfspark.reference import implicit_objective  # noqa: E402
 from mfspark.benchmark import mllib_blas  # noqa: E402
 from mfspark.session import get_session  # noqa: E402
 
-
-def per_user_holdout(ratings: pd.DataFrame, fraction: float, seed: int
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out ``round(fraction * n_u)`` random ratings of every user (seeded)."""
-    rng = np.random.default_rng(seed)
-    key = rng.random(len(ratings))
-    rank = pd.Series(key).groupby(ratings["user"].to_numpy()).rank(method="first").to_numpy()
-    size = ratings.groupby("user")["user"].transform("size").to_numpy()
-    test = rank <= np.round(fraction * size)
-    return ratings[~test].reset_index(drop=True), ratings[test].reset_index(drop=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from implicit_seeds import per_user_holdout  # noqa: E402  (one split for both scripts)
 
 
 def factors(frame) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,8 @@ VARIANTS = ("mfspark", "items-first", "mllib-like", "unit-norm")
 
 def per_user_holdout(ratings: pd.DataFrame, fraction: float, seed: int
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``benchmarks/implicit.py``'s split (same seed, same rows), without importing pyspark."""
+    """Hold out ``round(fraction * n_u)`` random ratings of every user (seeded); also
+    ``benchmarks/implicit.py``'s split (pandas only, no pyspark)."""
     rng = np.random.default_rng(seed)
     key = rng.random(len(ratings))
     rank = pd.Series(key).groupby(ratings["user"].to_numpy()).rank(method="first").to_numpy()

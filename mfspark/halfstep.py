@@ -240,7 +240,6 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
     user_labels = block_labels(spark, num_user_blocks)
     item_labels = (user_labels if num_item_blocks == num_user_blocks
                    else block_labels(spark, num_item_blocks))
-    ids = lookup
 
     def split(batches):
         # Arrow batches are small (10,000 rows by default): gather about a chunk's worth
@@ -258,9 +257,9 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
     def _split(frames: list[pd.DataFrame]) -> pd.DataFrame:
         pdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         users, items = pdf["u"].to_numpy(), pdf["i"].to_numpy()
-        if ids is not None:
-            users = dense_index(ids.value[0], users, "user")
-            items = dense_index(ids.value[1], items, "item")
+        if lookup is not None:
+            users = dense_index(lookup.value[0], users, "user")
+            items = dense_index(lookup.value[1], items, "item")
         values = pdf["r"].to_numpy(dtype=np.float64)
         return pd.concat([_pieces(users, items, values, user_labels, 0),
                           _pieces(items, users, values, item_labels, 1)], ignore_index=True)
