@@ -428,7 +428,8 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     y = ratings - fixed_bias[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
     lam_rows = regularization(counts, lam, reg_scale)
-    if gram_method(F.shape[1], len(F), max_gather, method) == "rows":
+    method = gram_method(F.shape[1], len(F), max_gather, method)  # chosen once
+    if method == "rows":
         w, rhs = _row_solve(F, cols, y, start, counts, lam_rows, max_gather)
     else:
         gram, rhs = normal_equations(F, cols, y, start, counts, max_gather, method)
