@@ -43,6 +43,9 @@ SOLUTION_SCHEMA = ("block int, chunk int, n int, rank int, idx binary, bias bina
 #: 1 GB driver heap in local mode), large enough that a block is a handful of rows.
 SOLUTION_CHUNK_BYTES = 4 << 20
 
+#: Parquet codec of the factor files: raw doubles do not compress, a codec only costs time.
+FACTOR_COMPRESSION = "none"
+
 #: One chunk of a packed block (see the module docstring); ``rating_sum`` and ``checksum``
 #: give the global mean and the run fingerprint without unpacking.
 PACKED_SCHEMA = ("block int, chunk int, n long, rows binary, cols binary, ratings binary, "
@@ -366,7 +369,7 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
 
     try:
         (ratings_by_block.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA)
-         .write.mode("overwrite").parquet(path))
+         .write.mode("overwrite").option("compression", FACTOR_COMPRESSION).parquet(path))
     finally:
         fixed_state.destroy()
         if fixed_gram is not None:  # issue 8

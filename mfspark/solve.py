@@ -139,19 +139,30 @@ def augmented(fixed_factors: np.ndarray) -> np.ndarray:
 #: ``rows`` (one ``syrk`` per row), ``bucket`` (stacked products on padded gathers; NumPy only).
 GRAM_METHODS = ("auto", "sparse", "rows", "bucket")
 
-#: Largest ``K + 1`` for which ``auto`` picks ``sparse``: its cost grows with ``(K + 1)^2`` per
-#: rating on scalar multiply-adds, the ``syrk`` per row runs at BLAS-3 speed (measured by
-#: ``benchmarks/gram_methods.py``).
+#: Largest ``K + 1`` for which ``auto`` may pick ``sparse``: its cost grows with ``(K + 1)^2``
+#: per rating on scalar multiply-adds, the per-row products run at BLAS-3 speed.
 SPARSE_MAX_K1 = 12
 
+#: ``auto`` picks ``sparse`` when a block's mean ratings per row times ``(K + 1)^2`` is at
+#: most this: ``sparse`` costs about the same per rating (about 1 ns per ``(K + 1)^2``
+#: more than ``rows``), ``rows`` costs about 19 us more per row (its Python loop, one
+#: ``posv`` per row).  Measured by ``benchmarks/gram_methods.py`` on one core: at rank 10
+#: the user side (100 ratings per row) is faster with ``sparse``, 0.83 s against 1.15 s,
+#: the item side (250 per row) with ``rows``, 0.58 s against 0.93 s.
+SPARSE_MAX_WORK = 20_000
 
-def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto") -> str:
+
+def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto",
+                mean_count: float | None = None) -> str:
     """The Gram method ``normal_equations`` uses for ``k1 = K + 1`` columns (``K`` without
     biases) and a fixed side of ``n_fixed`` rows.
 
-    ``auto`` picks ``sparse`` at low rank when SciPy is installed and the fixed side's packed
-    outer products (``n_fixed * k1 (k1 + 1) / 2`` doubles) fit the gather budget, ``rows``
-    otherwise when SciPy is installed, and the NumPy-only ``bucket`` method without SciPy.
+    ``auto`` picks ``sparse`` at low rank (``k1 <= SPARSE_MAX_K1``) when SciPy is installed,
+    the fixed side's packed outer products (``n_fixed * k1 (k1 + 1) / 2`` doubles) fit the
+    gather budget and, given the block's ``mean_count`` (ratings per row), rows are short
+    enough that the per-row loop's fixed cost outweighs its faster products
+    (:data:`SPARSE_MAX_WORK`); ``rows`` otherwise when SciPy is installed, and the NumPy-only
+    ``bucket`` method without SciPy.
     """
     if method not in GRAM_METHODS:
         raise ValueError(f"gram method must be one of {GRAM_METHODS}, got {method!r}")
@@ -161,7 +172,8 @@ def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto") ->
         return method
     if _sparse is None:
         return "bucket"
-    if k1 <= SPARSE_MAX_K1 and n_fixed * k1 * (k1 + 1) // 2 <= max_gather:
+    short_rows = mean_count is None or mean_count * k1 * k1 <= SPARSE_MAX_WORK
+    if k1 <= SPARSE_MAX_K1 and n_fixed * k1 * (k1 + 1) // 2 <= max_gather and short_rows:
         return "sparse"
     return "rows"
 
@@ -239,39 +251,61 @@ def _row_normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start:
 
 
 def _row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
-               counts: np.ndarray, lam_rows: np.ndarray, max_gather: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+               counts: np.ndarray, lam_rows: np.ndarray, max_gather: int,
+               dual_below: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``rows`` method fused with the solve: per row one ``syrk``, one ``gemv`` and one
     Cholesky solve (LAPACK ``posv``), so no stack of Gram matrices is ever allocated.
     Returns the solutions and the right-hand sides.
 
-    Rows with fewer ratings ``n`` than unknowns ``K + 1`` are solved in their dual form,
-    stacked by ``n`` (:func:`_dual_rows`): ``n x n`` systems instead of ``(K + 1) x (K + 1)``,
-    the same solutions, and no Python loop over those rows.
+    Rows with few ratings (``n`` below :func:`dual_limit`, at most ``K + 1``) are solved in
+    their dual form, stacked by ``n`` (:func:`_dual_rows`): ``n x n`` systems instead of
+    ``(K + 1) x (K + 1)``, the same solutions, and no Python loop over those rows.
+    ``dual_below`` overrides that limit (``benchmarks/gram_methods.py --dual`` times both
+    forms with it).
     """
     n_rows, k1 = len(counts), F.shape[1]
     w = np.empty((n_rows, k1))
     rhs = np.empty((n_rows, k1))
     step = max(1, max_gather // k1)
-    short = (counts < k1) & (lam_rows > 0)  # (lam = 0: the primal's singularity is reported)
+    # (lam = 0: the primal's singularity is reported)
+    limit = dual_limit(k1) if dual_below is None else dual_below
+    short = (counts < limit) & (lam_rows > 0)
     if short.any():
         _dual_rows(F, cols, y, start, counts, lam_rows, np.flatnonzero(short), max_gather,
                    w, rhs)
-    diagonal = np.diag_indices(k1)
     long = np.flatnonzero(~short)
+    if not len(long):
+        return w, rhs
+    # one gather buffer for every row (no allocation per row); ``take`` into it with
+    # mode="clip" skips NumPy's buffering of ``out`` (solve_block checked the indices)
+    buffer = np.empty((min(step, int(counts[long].max())), k1))
     for r, lo, n, lam in zip(long.tolist(), start[long].tolist(), counts[long].tolist(),
                              lam_rows[long].tolist()):
         if n > step:
             gram, rhs[r] = _long_row(F, cols, y, lo, n, step)
         else:
-            X = F[cols[lo:lo + n]]  # (n, k1) C-ordered: X.T is the Fortran (k1, n) BLAS wants
+            X = buffer[:n]
+            np.take(F, cols[lo:lo + n], axis=0, out=X, mode="clip")
             rhs[r] = X.T @ y[lo:lo + n]
-            gram = _dsyrk(1.0, X.T, lower=1)
-        gram[diagonal] += lam
-        _, w[r], info = _dposv(gram, rhs[r], lower=1, overwrite_a=1)
+            gram = X.T @ X  # NumPy recognizes the transpose: one BLAS-3 syrk, both triangles
+        gram.flat[::k1 + 1] += lam
+        # symmetric: the transpose is the same matrix, in the Fortran order LAPACK wants
+        _, w[r], info = _dposv(gram.T, rhs[r], lower=1, overwrite_a=1)
         if info != 0:
             raise SolveError(_NOT_POSITIVE_DEFINITE)
     return w, rhs
+
+
+def dual_limit(k1: int) -> int:
+    """Rows with fewer ratings than this are solved in dual form (:func:`_dual_rows`).
+
+    The dual's ``n x n`` systems cost less than the primal's ``(K + 1) x (K + 1)`` ones only
+    while ``n`` is well below ``K + 1``: its stacked products and LU run far from BLAS-3
+    speed as ``n`` grows.  Measured by ``benchmarks/gram_methods.py --dual`` (one core), the
+    crossover is at ``n = K + 1`` up to rank 20, about 30 at rank 50, 40 to 50 at rank 100
+    and about 80 at rank 200.
+    """
+    return min(k1, max(30, (2 * k1) // 5))
 
 
 _NOT_POSITIVE_DEFINITE = ("a normal-equation matrix is not positive definite "
@@ -281,7 +315,7 @@ _NOT_POSITIVE_DEFINITE = ("a normal-equation matrix is not positive definite "
 def _dual_rows(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
                counts: np.ndarray, lam_rows: np.ndarray, rows: np.ndarray, max_gather: int,
                w: np.ndarray, rhs: np.ndarray) -> None:
-    """Solve the short ``rows`` (``n`` ratings, fewer than ``K + 1``, ``lam > 0``) in dual
+    """Solve the short ``rows`` (``n`` ratings, below :func:`dual_limit`, ``lam > 0``) in dual
     form, ``w = X^T (X X^T + lam I)^-1 y``, into ``w`` and ``rhs``.
 
     The identity ``(X^T X + lam I) X^T = X^T (X X^T + lam I)`` makes this the ridge solution
@@ -419,6 +453,9 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     rows = np.asarray(rows)
     cols = np.asarray(cols)
     ratings = np.asarray(ratings, dtype=np.float64)
+    if len(cols) and (cols.min() < 0 or cols.max() >= len(fixed_factors)):
+        raise IndexError(f"a column index is outside the fixed side's {len(fixed_factors)} "
+                         f"rows (range {cols.min()}..{cols.max()})")
     if not _sorted(rows, cols, ratings):
         # a row's ratings in one fixed order (ties broken by rating): deterministic sums
         order = np.lexsort((ratings, cols, rows))
@@ -428,7 +465,8 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     y = ratings - fixed_bias[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
     lam_rows = regularization(counts, lam, reg_scale)
-    method = gram_method(F.shape[1], len(F), max_gather, method)  # chosen once
+    method = gram_method(F.shape[1], len(F), max_gather, method,  # chosen once
+                         mean_count=len(rows) / max(len(start), 1))
     if method == "rows":
         w, rhs = _row_solve(F, cols, y, start, counts, lam_rows, max_gather)
     else:

@@ -49,6 +49,10 @@ def test_gram_methods_benchmark_times_every_method():
     for r in rows:
         assert all(r[m] > 0 for m in ("sparse", "rows", "bucket"))
         assert r["auto"] == ("sparse" if r["rank"] == 3 else "rows")
+    dual = module.main(["--dual", "--ranks", "4", "60", "--counts", "3", "50"])
+    assert [(r["rank"], r["n"]) for r in dual] == [(4, 3), (60, 3), (60, 50)]
+    assert all(r["dual"] > 0 and r["primal"] > 0 for r in dual)
+    assert [r["dual_limit"] for r in dual] == [5, 30, 30]
 
 
 def test_halfstep_profile_runs(spark, tmp_path):

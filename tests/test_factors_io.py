@@ -59,3 +59,28 @@ def test_another_rank_is_a_named_error(spark, tmp_path):
     write_side(spark, str(tmp_path / "f"), side)
     with pytest.raises(FactorLayoutError, match="holds rank 2 factors, expected 3"):
         read_side(spark, str(tmp_path / "f"), side.counts, 3)
+
+
+def test_driver_reads_local_factor_files_like_spark(spark, tmp_path):
+    """The driver's direct PyArrow read of a half-step's output gives exactly what Spark's
+    reader gives; only local paths take it."""
+    from mfspark.halfstep import SOLUTION_SCHEMA, pack_solution
+    from mfspark.io.factors import driver_local_path, read_solution
+
+    rng = np.random.default_rng(2)
+    chunks = pack_solution(3, np.arange(6), rng.standard_normal((6, 2)), rng.random(6),
+                           rng.random(6), chunk_bytes=2 * (8 * 2 + 12))
+    path = str(tmp_path / "f")
+    spark.createDataFrame(chunks, SOLUTION_SCHEMA).repartition(2).write.parquet(path)
+    assert driver_local_path(spark, path) == path
+    assert driver_local_path(spark, f"file://{path}") == path
+    assert driver_local_path(spark, "hdfs://namenode:8020/work") is None
+    assert driver_local_path(spark, "s3a://bucket/work") is None
+    direct = read_solution(spark, f"file://{path}")
+    via_spark = spark.read.schema(SOLUTION_SCHEMA).parquet(path).toArrow().to_pydict()
+    key = lambda t: sorted(zip(t["chunk"], t["idx"], t["bias"], t["features"], t["sse"]))  # noqa: E731
+    assert len(direct["chunk"]) == 3
+    assert key(direct) == key(via_spark)
+    empty = tmp_path / "empty"
+    spark.createDataFrame([], SOLUTION_SCHEMA).write.parquet(str(empty))
+    assert read_solution(spark, str(empty)) == {name: [] for name in direct}

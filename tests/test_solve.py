@@ -106,6 +106,9 @@ def test_normal_equations_are_exact(method, max_gather, weighted):
 def test_gram_method_by_rank_and_memory():
     assert gram_method(11, 20_000, 1 << 24) == "sparse"  # low rank: the sparse product
     assert gram_method(51, 20_000, 1 << 24) == "rows"  # high rank: syrk per row
+    # rank 10: short rows (100 per row) with the sparse product, long ones (250) per row
+    assert gram_method(11, 20_000, 1 << 24, mean_count=100.0) == "sparse"
+    assert gram_method(11, 20_000, 1 << 24, mean_count=250.0) == "rows"
     # low rank but a fixed side whose packed outer products exceed the gather budget
     assert gram_method(11, 10_000_000, 1 << 24) == "rows"
     assert gram_method(11, 20_000, 1 << 24, "bucket") == "bucket"
@@ -187,13 +190,21 @@ def test_without_biases_solves_factors_only():
     assert not sol.bias.any()
 
 
+@pytest.mark.parametrize("rank, counts", [
+    (30, [1, 2, 2, 5, 5, 5, 29, 30, 31, 60]),  # dual_limit(31) = 30: 7 dual rows
+    (120, [1, 3, 47, 48, 60, 120, 121, 130]),  # dual_limit(121) = 48: 3 dual, 5 primal
+])
 @pytest.mark.parametrize("max_gather", [31, 64, 1 << 20])  # 31: one short row at a time
-def test_short_rows_dual_form_equals_lstsq(max_gather):
-    """Rows with fewer ratings than K + 1 (solved in dual form, stacked by count) and longer
-    rows (primal) in one block, at any gather budget: the exact ridge solutions."""
+def test_short_rows_dual_form_equals_lstsq(max_gather, rank, counts):
+    """Rows with few ratings (solved in dual form, stacked by count), rows with fewer ratings
+    than K + 1 solved in primal form and longer rows in one block, at any gather budget:
+    the exact ridge solutions."""
+    from mfspark.solve import dual_limit
+
+    assert (dual_limit(21), dual_limit(31), dual_limit(121)) == (21, 30, 48)
     rng = np.random.default_rng(7)
-    rank, n_fixed = 30, 200
-    counts = np.array([1, 2, 2, 5, 5, 5, 30, 31, 32, 60])  # K + 1 = 31: 6 short rows
+    n_fixed = 200
+    counts = np.array(counts)
     rows = np.repeat(np.arange(len(counts)), counts)
     cols = np.concatenate([rng.choice(n_fixed, c, replace=False) for c in counts])
     ratings = rng.uniform(1, 5, len(rows))

@@ -4,12 +4,16 @@ block, each holding many solved rows' indices, biases and factors as bytes)."""
 
 from __future__ import annotations
 
+import os
+from urllib.parse import urlparse
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from mfspark.halfstep import SOLUTION_SCHEMA, Side, pack_solution
+from mfspark.halfstep import FACTOR_COMPRESSION, SOLUTION_SCHEMA, Side, pack_solution
 
 
 class NonFiniteFactorsError(FloatingPointError):
@@ -31,7 +35,44 @@ def write_side(spark: SparkSession, path: str, side: Side) -> None:
     """Write a driver-side state (the seeded initial factors) in the half-step layout."""
     rows = np.arange(len(side.bias), dtype=np.int32)
     chunks = pack_solution(0, rows, side.factors, side.bias, np.zeros(len(rows)))
-    spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.mode("overwrite").parquet(path)
+    (spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.mode("overwrite")
+     .option("compression", FACTOR_COMPRESSION).parquet(path))
+
+
+def driver_local_path(spark: SparkSession, path: str) -> str | None:
+    """``path`` as a directory this (driver) process can open directly, or None.
+
+    That is the case for ``file:`` URIs and, when Hadoop's default filesystem is the local
+    one (local mode, Docker), for paths without a scheme.  Paths on HDFS, S3 and the like
+    give None: they are read through Spark.
+    """
+    scheme = urlparse(path).scheme
+    if not scheme:
+        default_fs = spark.sparkContext._jsc.hadoopConfiguration().get("fs.defaultFS") or ""
+        if default_fs.startswith("file:"):
+            return os.path.abspath(path)
+        return None
+    if scheme == "file":
+        return urlparse(path).path
+    return None
+
+
+def read_solution(spark: SparkSession, path: str) -> dict[str, list]:
+    """The columns of a half-step's output (:data:`SOLUTION_SCHEMA`) on the driver.
+
+    A directory the driver can open (:func:`driver_local_path`) is read with PyArrow,
+    which skips Spark's file listing and job (about 0.15 s per half-step at rank 10);
+    anything else through Spark.  Both read the committed part files only (names starting
+    with ``_`` or ``.``, such as ``_SUCCESS``, ``_temporary`` and checksums, are skipped).
+    """
+    local = driver_local_path(spark, path)
+    if local is not None and os.path.isdir(local):
+        columns = [f.split()[0] for f in SOLUTION_SCHEMA.split(", ")]
+        table = pq.read_table(local)
+        if table.num_rows == 0:  # no part file, or empty ones: nothing was solved
+            return {name: [] for name in columns}
+        return table.select(columns).to_pydict()
+    return spark.read.schema(SOLUTION_SCHEMA).parquet(path).toArrow().to_pydict()
 
 
 def _decode(n: int, rank: int, idx: bytes, bias: bytes, features: bytes, path: str
@@ -54,7 +95,7 @@ def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
     Raises :class:`NonFiniteFactorsError` naming ``what`` if any value is NaN or infinite,
     and :class:`FactorLayoutError` if the files hold another rank.
     """
-    table = spark.read.schema(SOLUTION_SCHEMA).parquet(path).toArrow().to_pydict()
+    table = read_solution(spark, path)
     side = Side.zeros(counts, rank)
     for n, k, idx, bias, features in zip(table["n"], table["rank"], table["idx"],
                                          table["bias"], table["features"]):
