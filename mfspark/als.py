@@ -135,12 +135,12 @@ def positive_counts(ratings_by_block: DataFrame, n: int) -> np.ndarray:
 
     def count(batches):
         for chunks in batches:
-            for packed in zip(chunks["rows"], chunks["cols"], chunks["ratings"]):
-                rows, _, values = decode(*packed)
+            for packed in zip(chunks["n"], chunks["rows"], chunks["cols"], chunks["ratings"]):
+                rows, _, values = decode(int(packed[0]), *packed[1:])
                 found, times = np.unique(rows[values > 0], return_counts=True)
                 yield pd.DataFrame({"row": found.astype(np.int32), "count": times})
 
-    table = (ratings_by_block.select("rows", "cols", "ratings")
+    table = (ratings_by_block.select("n", "rows", "cols", "ratings")
              .mapInPandas(count, "row int, count long")
              .groupBy("row").agg(F.sum("count").alias("count")).toArrow())
     counts = np.zeros(n, dtype=np.int64)

@@ -4,10 +4,11 @@ The ratings are kept twice, each copy hash-partitioned by *block* (``row % num_b
 one side, one block per partition, and persisted: ``ratings_by_user`` (rows = users, cols =
 items) and ``ratings_by_item`` (rows = items, cols = users).  A block is stored *packed*:
 a few Spark rows (chunks of at most :data:`CHUNK_RATINGS` ratings), each holding the block's
-ratings sorted by row as binary columns (``int32`` rows and cols, ``float32`` ratings when
-every rating of the chunk is exactly a float32, else ``float64``).  Handing a block to
-Python is then a copy of a few buffers instead of a row-by-row Arrow conversion, and the
-cached copies take 12 bytes per rating.
+ratings sorted by row as binary columns in the smallest exact encoding (:func:`encode`:
+rows as run lengths, ``uint16`` or ``int32`` cols, one-byte star ratings or ``float32`` or
+``float64``).  Handing a block to Python is then a copy of a few buffers instead of a
+row-by-row Arrow conversion, and the cached copies take 3 to 12 bytes per rating (fewer
+bytes also make each half-step's hand-off to Python faster).
 
 A half-step broadcasts the fixed side's factors and biases, runs one grouped pandas UDF per
 block (``groupBy("block")`` on a DataFrame already partitioned by ``block``, so no shuffle)
@@ -75,10 +76,21 @@ class Side:
         return cls(np.zeros((len(counts), rank)), np.zeros(len(counts)), counts)
 
 
+_LABELS: dict[tuple[str, int], list[int]] = {}
+
+
 def block_labels(spark: SparkSession, num_blocks: int) -> list[int]:
     """Labels for blocks ``0..num_blocks-1`` that Spark's hash partitioner sends to distinct
     partitions: ``pmod(hash(label), num_blocks)`` is a bijection, so every partition holds
-    exactly one block (plain ``0..n-1`` labels collide and leave cores idle)."""
+    exactly one block (plain ``0..n-1`` labels collide and leave cores idle).  Computed by
+    Spark itself once per Spark version and block count in this process."""
+    key = (spark.version, num_blocks)
+    if key not in _LABELS:
+        _LABELS[key] = _find_labels(spark, num_blocks)
+    return list(_LABELS[key])
+
+
+def _find_labels(spark: SparkSession, num_blocks: int) -> list[int]:
     found = (spark.range(0, 64 * num_blocks)
              .select(F.col("id").cast("int").alias("label"),
                      F.pmod(F.hash(F.col("id").cast("int")), F.lit(num_blocks)).alias("part"))
@@ -103,31 +115,69 @@ def checksum(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> int:
     return int(np.sum(h % np.uint64(_PRIME), dtype=np.uint64))
 
 
-def decode(rows: bytes, cols: bytes, ratings: bytes
+def encode(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
+           ) -> tuple[bytes, bytes, bytes]:
+    """One packed chunk (ratings sorted by row) as the smallest exact bytes.
+
+    - ``rows``: run lengths, the distinct rows then their counts (``int32``), a few bytes per
+      row instead of four per rating;
+    - ``cols``: ``uint16`` when every index is below 65,536, else ``int32``;
+    - ``ratings``: one byte per rating when every rating is a multiple of 0.5 in
+      ``[0, 127.5]`` (star ratings), else ``float32`` when that is exact, else ``float64``.
+
+    :func:`decode` infers each encoding from the byte lengths and the chunk's ``n``.
+    """
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
+    runs = np.concatenate([rows[starts], np.diff(np.r_[starts, len(rows)])]).astype(np.int32)
+    small = len(cols) == 0 or int(cols.max()) < 1 << 16
+    values = np.asarray(ratings, dtype=np.float64)
+    halves = values * 2
+    if np.array_equal(halves, np.round(halves)) and np.all((halves >= 0) & (halves <= 255)):
+        coded = halves.astype(np.uint8).tobytes()
+    else:
+        as32 = values.astype(np.float32)
+        exact = np.array_equal(as32.astype(np.float64), values, equal_nan=True)
+        coded = (as32 if exact else values).tobytes()
+    return (runs.tobytes(), cols.astype(np.uint16 if small else np.int32).tobytes(), coded)
+
+
+def decode(n: int, rows: bytes, cols: bytes, ratings: bytes
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One packed chunk's ``(rows, cols, ratings)`` arrays (views on the bytes)."""
-    r = np.frombuffer(rows, dtype=np.int32)
-    dtype = np.float32 if len(ratings) == 4 * len(r) else np.float64
-    return r, np.frombuffer(cols, dtype=np.int32), np.frombuffer(ratings, dtype=dtype)
+    """One packed chunk's ``(rows, cols, ratings)`` arrays: ``int32``, ``int32`` and
+    ``float32`` or ``float64`` (see :func:`encode`)."""
+    runs = np.frombuffer(rows, dtype=np.int32)
+    r = np.repeat(runs[:len(runs) // 2], runs[len(runs) // 2:]) if len(runs) % 2 == 0 else runs
+    col_type = {2 * n: np.uint16, 4 * n: np.int32}.get(len(cols))
+    rating_type = {n: np.uint8, 4 * n: np.float32, 8 * n: np.float64}.get(len(ratings))
+    if len(r) != n or col_type is None or rating_type is None:
+        raise ValueError(f"a packed chunk of {n} ratings decodes to {len(r)} rows, "
+                         f"{len(cols)} bytes of columns and {len(ratings)} bytes of ratings: "
+                         "the cached block is damaged")
+    v = np.frombuffer(ratings, dtype=rating_type)
+    return r, np.frombuffer(cols, dtype=col_type).astype(np.int32), v * 0.5 if n == len(ratings) else v
+
+
+def _raw(rows: bytes, cols: bytes, ratings: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One unsorted piece's arrays (``int32``, ``int32``, ``float64``: see :func:`_pieces`)."""
+    return (np.frombuffer(rows, dtype=np.int32), np.frombuffer(cols, dtype=np.int32),
+            np.frombuffer(ratings, dtype=np.float64))
 
 
 def unpack(chunks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``(rows, cols, ratings)`` arrays of packed chunks or pieces, in chunk order."""
+    """The ``(rows, cols, ratings)`` arrays of packed chunks (:data:`PACKED_SCHEMA`, in
+    chunk order) or of unsorted pieces (:data:`_PIECE_SCHEMA`)."""
     if "chunk" in chunks:
         chunks = chunks.sort_values("chunk")
-    parts = [decode(*t) for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"])]
+        parts = [decode(int(n), *t) for n, *t in zip(chunks["n"], chunks["rows"],
+                                                     chunks["cols"], chunks["ratings"])]
+    else:
+        parts = [_raw(*t) for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"])]
     if len(parts) == 1:
         return parts[0]
     if not parts:
         return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0)
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2].astype(np.float64) for p in parts]))
-
-
-def _compact(ratings: np.ndarray) -> bytes:
-    as32 = ratings.astype(np.float32)
-    exact = np.array_equal(as32.astype(np.float64), ratings, equal_nan=True)
-    return (as32 if exact else ratings.astype(np.float64)).tobytes()
 
 
 def _pieces(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
@@ -152,7 +202,7 @@ def sort_order(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> np.nd
     """The permutation sorting ratings by (row, col, rating): one sort of a 64-bit
     (row, col) key, and a three-key sort only if some (row, col) pair repeats."""
     key = (rows.astype(np.int64) << 32) | cols.astype(np.int64)  # indices are >= 0
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # unstable, faster: distinct keys have one order anyway
     ordered = key[order]
     if len(key) > 1 and np.any(ordered[1:] == ordered[:-1]):  # ties: break them by rating
         order = np.lexsort((ratings, key))
@@ -167,8 +217,8 @@ def _pack(block: pd.DataFrame, chunk_ratings: int = CHUNK_RATINGS) -> pd.DataFra
     out = []
     for k, lo in enumerate(range(0, len(rows), chunk_ratings)):
         sl = slice(lo, lo + chunk_ratings)
-        out.append((int(block["block"].iloc[0]), k, len(rows[sl]), rows[sl].tobytes(),
-                    cols[sl].tobytes(), _compact(ratings[sl]), float(ratings[sl].sum()),
+        out.append((int(block["block"].iloc[0]), k, len(rows[sl]),
+                    *encode(rows[sl], cols[sl], ratings[sl]), float(ratings[sl].sum()),
                     checksum(rows[sl], cols[sl], ratings[sl])))
     return pd.DataFrame(out, columns=["block", "chunk", "n", "rows", "cols", "ratings",
                                       "rating_sum", "checksum"])
@@ -211,12 +261,29 @@ def arrow_batch_size(spark: SparkSession, chunk_ratings: int):
         spark.conf.unset(key)
 
 
+#: :func:`dense_index` looks IDs up in a direct table (one ``int32`` per value of the IDs'
+#: range) when that range is at most this, and at most 4x the number of IDs; otherwise by
+#: binary search.
+DIRECT_TABLE_MAX = 1 << 22
+
+
 def dense_index(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
     """The positions of ``values`` in the sorted ``ids`` (``int32``); a value that is not
     there is an error naming it, never a wrong index."""
-    pos = np.searchsorted(ids, values)
-    found = np.minimum(pos, len(ids) - 1)
-    missing = (ids[found] != values) if len(ids) else np.ones(len(values), bool)
+    span = int(ids[-1]) - int(ids[0]) + 1 if len(ids) else 0
+    if 0 < span <= min(DIRECT_TABLE_MAX, 4 * len(ids)):
+        # dense-ish IDs (the common case): one table read per rating instead of a search
+        table = np.full(span + 1, -1, dtype=np.int32)  # the last slot: out of range
+        table[ids - ids[0]] = np.arange(len(ids), dtype=np.int32)
+        offset = values - ids[0]
+        pos = table[np.where((offset >= 0) & (offset < span), offset, span)]
+        missing = pos < 0
+        if not missing.any():
+            return pos
+    else:
+        pos = np.searchsorted(ids, values)
+        found = np.minimum(pos, len(ids) - 1)
+        missing = (ids[found] != values) if len(ids) else np.ones(len(values), bool)
     if missing.any():
         raise ValueError(f"{what} ID {values[missing][0].item()!r} is not in the {what} index "
                        f"({int(missing.sum())} ratings of this batch have unknown {what} IDs)")

@@ -203,7 +203,10 @@ def _indicator(values: np.ndarray, cols: np.ndarray, start: np.ndarray, counts: 
     ``start[r] .. start[r] + counts[r] - 1``."""
     indptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    # the positions of every row's ratings, in row order (a plain slice when contiguous)
+    if indptr[-1] == len(cols) and np.array_equal(start, indptr[:-1]):
+        # the rows' ratings are the whole arrays, in row order (solve_block's case): no copy
+        return _sparse.csr_matrix((values, cols, indptr), shape=(len(counts), n_fixed))
+    # the positions of every row's ratings, in row order
     pos = np.repeat(start - indptr[:-1], counts) + np.arange(indptr[-1])
     return _sparse.csr_matrix((values[pos], cols[pos], indptr), shape=(len(counts), n_fixed))
 

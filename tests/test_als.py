@@ -171,13 +171,20 @@ def test_id_lookup_packs_what_the_joins_pack(spark):
     assert id_lookup(build_index(spark, strings, "user"), i_index) is None
 
 
-def test_unknown_id_in_the_lookup_is_a_named_error():
+@pytest.mark.parametrize("ids", [[3, 8, 20], [3, 5, 8, 10, 12, 20]])  # search, table
+def test_unknown_id_in_the_lookup_is_a_named_error(ids):
+    """Sparse IDs are found by binary search, dense-ish ones in a direct table: the same
+    indices, and the same error for an ID in a gap, below or above the range."""
     from mfspark.halfstep import dense_index
 
-    ids = np.array([3, 8, 20], dtype=np.int64)
-    assert dense_index(ids, np.array([20, 3, 8, 8]), "user").tolist() == [2, 0, 1, 1]
+    ids = np.array(ids, dtype=np.int64)
+    expected = [int(np.searchsorted(ids, v)) for v in (20, 3, 8, 8)]
+    assert dense_index(ids, np.array([20, 3, 8, 8]), "user").tolist() == expected
     with pytest.raises(ValueError, match=r"item ID 9 is not in the item index \(2 ratings"):
         dense_index(ids, np.array([3, 9, 21]), "item")
+    for unknown in (2, -7, 21, 2**40):
+        with pytest.raises(ValueError, match=f"user ID {unknown} is not in the user index"):
+            dense_index(ids, np.array([8, unknown]), "user")
 
 
 def test_same_model_whatever_the_blocks_and_partitions(spark, tmp_path):

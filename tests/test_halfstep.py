@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mfspark import als
 from mfspark.config import ALSParams
@@ -78,3 +79,26 @@ def test_partitioning_batch_size_is_scoped_and_respects_the_users_setting(spark)
         assert spark.conf.get(key) == "777"
     finally:
         spark.conf.unset(key)
+
+
+@pytest.mark.parametrize("cols_max, ratings, rating_bytes", [
+    (65_535, np.array([1, 4.5, 5, 0, 127.5, 3]), 1),  # star ratings: one byte each
+    (65_536, np.array([1, 4.25, 5, 0, -2, 3]), 4),  # quarter stars, negative: float32
+    (70_000, np.array([1, 4.1, 5, 0, 128, 3]), 8),  # 4.1 is not a float32: float64
+])
+def test_packed_chunk_encoding_round_trips_exactly(cols_max, ratings, rating_bytes):
+    from mfspark.halfstep import decode, encode
+
+    rows = np.array([2, 2, 5, 9, 9, 9], dtype=np.int32)
+    cols = np.array([0, cols_max, 7, 1, 3, cols_max], dtype=np.int32)
+    packed = encode(rows, cols, ratings)
+    assert len(packed[0]) == 4 * 2 * 3  # three distinct rows: (row, count) pairs
+    assert len(packed[1]) == (2 if cols_max < 65_536 else 4) * len(cols)
+    assert len(packed[2]) == rating_bytes * len(ratings)
+    r, c, v = decode(len(rows), *packed)
+    np.testing.assert_array_equal(r, rows)
+    np.testing.assert_array_equal(c, cols)
+    assert c.dtype == np.int32  # never uint16: differences of indices must not wrap
+    np.testing.assert_array_equal(np.asarray(v, np.float64), ratings)
+    with pytest.raises(ValueError, match="a packed chunk of 7 ratings decodes to 6 rows"):
+        decode(7, *packed)
