@@ -129,6 +129,11 @@ def encode(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
     """
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
     runs = np.concatenate([rows[starts], np.diff(np.r_[starts, len(rows)])]).astype(np.int32)
+    return (runs.tobytes(), *_encode_values(cols, ratings))
+
+
+def _encode_values(cols: np.ndarray, ratings: np.ndarray) -> tuple[bytes, bytes]:
+    """``cols`` and ``ratings`` in :func:`encode`'s smallest exact encodings."""
     small = len(cols) == 0 or int(cols.max()) < 1 << 16
     values = np.asarray(ratings, dtype=np.float64)
     halves = values * 2
@@ -138,7 +143,7 @@ def encode(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
         as32 = values.astype(np.float32)
         exact = np.array_equal(as32.astype(np.float64), values, equal_nan=True)
         coded = (as32 if exact else values).tobytes()
-    return (runs.tobytes(), cols.astype(np.uint16 if small else np.int32).tobytes(), coded)
+    return cols.astype(np.uint16 if small else np.int32).tobytes(), coded
 
 
 def decode(n: int, rows: bytes, cols: bytes, ratings: bytes
@@ -147,20 +152,27 @@ def decode(n: int, rows: bytes, cols: bytes, ratings: bytes
     ``float32`` or ``float64`` (see :func:`encode`)."""
     runs = np.frombuffer(rows, dtype=np.int32)
     r = np.repeat(runs[:len(runs) // 2], runs[len(runs) // 2:]) if len(runs) % 2 == 0 else runs
+    return (r, *_decode_values(n, len(r), cols, ratings))
+
+
+def _decode_values(n: int, n_rows: int, cols: bytes, ratings: bytes
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_encode_values`'s ``cols`` (as ``int32``) and ratings of ``n`` ratings."""
     col_type = {2 * n: np.uint16, 4 * n: np.int32}.get(len(cols))
     rating_type = {n: np.uint8, 4 * n: np.float32, 8 * n: np.float64}.get(len(ratings))
-    if len(r) != n or col_type is None or rating_type is None:
-        raise ValueError(f"a packed chunk of {n} ratings decodes to {len(r)} rows, "
+    if n_rows != n or col_type is None or rating_type is None:
+        raise ValueError(f"a packed chunk of {n} ratings decodes to {n_rows} rows, "
                          f"{len(cols)} bytes of columns and {len(ratings)} bytes of ratings: "
                          "the cached block is damaged")
     v = np.frombuffer(ratings, dtype=rating_type)
-    return r, np.frombuffer(cols, dtype=col_type).astype(np.int32), v * 0.5 if n == len(ratings) else v
+    return np.frombuffer(cols, dtype=col_type).astype(np.int32), v * 0.5 if n == len(ratings) else v
 
 
 def _raw(rows: bytes, cols: bytes, ratings: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One unsorted piece's arrays (``int32``, ``int32``, ``float64``: see :func:`_pieces`)."""
-    return (np.frombuffer(rows, dtype=np.int32), np.frombuffer(cols, dtype=np.int32),
-            np.frombuffer(ratings, dtype=np.float64))
+    """One unsorted piece's arrays (see :func:`_pieces`): ``int32`` rows, then ``cols`` and
+    ratings as in a packed chunk."""
+    r = np.frombuffer(rows, dtype=np.int32)
+    return (r, *_decode_values(len(r), len(r), cols, ratings))
 
 
 def unpack(chunks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,8 +205,9 @@ def _pieces(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             out["side"].append(side)
             out["block"].append(labels[b])
             out["rows"].append(rows[sel].astype(np.int32).tobytes())
-            out["cols"].append(cols[sel].astype(np.int32).tobytes())
-            out["ratings"].append(ratings[sel].astype(np.float64).tobytes())
+            coded = _encode_values(cols[sel], ratings[sel])  # fewer bytes to shuffle
+            out["cols"].append(coded[0])
+            out["ratings"].append(coded[1])
     return pd.DataFrame(out, columns=["side", "block", "rows", "cols", "ratings"])
 
 
