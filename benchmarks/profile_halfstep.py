@@ -34,7 +34,8 @@ except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mfspark.benchmark import load_split  # noqa: E402
-from mfspark.halfstep import SOLUTION_SCHEMA, Side, pack_solution, unpack  # noqa: E402
+from mfspark.halfstep import (FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA, Side,  # noqa: E402
+                              pack_solution, unpack)
 from mfspark.als import partition_ids  # noqa: E402
 from mfspark.config import ALSParams  # noqa: E402
 from mfspark.indexing import build_index  # noqa: E402
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if kind == "noop-write":
             writer.format("noop").mode("overwrite").save()
         else:
-            writer.mode("overwrite").parquet(path)
+            writer.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path)
         state.destroy()
         return time.perf_counter() - began
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from mfspark.halfstep import FACTOR_COMPRESSION, SOLUTION_SCHEMA, Side, pack_solution
+from mfspark.halfstep import FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA, Side, pack_solution
 
 
 class NonFiniteFactorsError(FloatingPointError):
@@ -36,7 +36,7 @@ def write_side(spark: SparkSession, path: str, side: Side) -> None:
     rows = np.arange(len(side.bias), dtype=np.int32)
     chunks = pack_solution(0, rows, side.factors, side.bias, np.zeros(len(rows)))
     (spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.mode("overwrite")
-     .option("compression", FACTOR_COMPRESSION).parquet(path))
+     .options(**FACTOR_WRITE_OPTIONS).parquet(path))
 
 
 def driver_local_path(spark: SparkSession, path: str) -> str | None:
