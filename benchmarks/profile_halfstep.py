@@ -10,6 +10,8 @@ packed blocks, each twice (the first run of a kind warms Python workers up):
   Python workers, Arrow hand-off, an empty Parquet write): the fixed cost;
 - ``noop-write``: the full solve, output discarded by Spark's ``noop`` sink (so ``full`` minus
   this is the Parquet write);
+- ``handoff``: the ``empty`` UDF into the ``noop`` sink: the grouped stage and the hand-off of
+  the packed blocks to Python alone;
 - ``math``: the solver alone on the driver, all blocks one after the other (CPU seconds);
 - a plain JVM aggregation over the cached blocks, and reading the factors back
   (:func:`mfspark.io.factors.read_side`).
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         def solve(block: pd.DataFrame) -> pd.DataFrame:
             factors, bias = state.value
             rows, cols, ratings = unpack(block)
-            if kind == "empty":
+            if kind in ("empty", "handoff"):
                 return pack_solution(0, np.zeros(0, np.int32), np.zeros((0, args.rank)),
                                  np.zeros(0), np.zeros(0))
             sol = solve_block(rows, cols, ratings, factors, bias, 3.5, 0.1, "count", max_gather)
@@ -82,14 +84,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         began = time.perf_counter()
         writer = by_user.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA).write
-        if kind == "noop-write":
+        if kind in ("noop-write", "handoff"):
             writer.format("noop").mode("overwrite").save()
         else:
             writer.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path)
         state.destroy()
         return time.perf_counter() - began
 
-    for kind in ("full", "empty", "noop-write"):
+    for kind in ("full", "empty", "noop-write", "handoff"):
         for run in (1, 2):
             timings[f"{kind} (run {run})"] = stage(kind)
     blocks = by_user.toPandas()

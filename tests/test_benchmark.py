@@ -65,7 +65,7 @@ def test_halfstep_profile_runs(spark, tmp_path):
     spec.loader.exec_module(module)
     timings = module.main(["--ratings", str(data), "--rank", "2", "--blocks", "2",
                            "--out", str(tmp_path / "out")])
-    assert len(timings) == 10 and all(t > 0 for t in timings.values())
+    assert len(timings) == 12 and all(t > 0 for t in timings.values())
 
 
 def test_benchmark_nonnegative_and_implicit_against_mllib(spark, tmp_path):
