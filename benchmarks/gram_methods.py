@@ -4,12 +4,13 @@
 
 ``python benchmarks/gram_methods.py --dual --ranks 20 30 50 100 200``
 
-The first builds planted synthetic ratings in memory (the shape of ``jobs/generate.py --size 5m``),
-then times one half-step of each side, single-threaded, with every Gram method
+The first builds planted synthetic ratings in memory (the shape of ``jobs/generate.py --size
+5m``), then times one half-step of each side, single-threaded, with every Gram method
 (:data:`mfspark.solve.GRAM_METHODS`) and prints what ``auto`` picks.  This is how
-:data:`mfspark.solve.SPARSE_MAX_K1` and :data:`mfspark.solve.SPARSE_MAX_WORK` were chosen.  The second times, per rank and per
-rating count ``n``, a row solved in dual form against the primal form (microseconds per
-row, 2,000 random rows of that count): how :func:`mfspark.solve.dual_limit` was chosen.
+:data:`mfspark.solve.SPARSE_MAX_K1` and :data:`mfspark.solve.SPARSE_MAX_WORK` were chosen.
+The second times, per rank and per rating count ``n``, a row solved in dual form against
+the primal form (microseconds per row, 2,000 random rows of that count): how
+:func:`mfspark.solve.dual_limit` was chosen.
 """
 
 from __future__ import annotations

@@ -78,9 +78,12 @@ def test_driver_reads_local_factor_files_like_spark(spark, tmp_path):
     assert driver_local_path(spark, "s3a://bucket/work") is None
     direct = read_solution(spark, f"file://{path}")
     via_spark = spark.read.schema(SOLUTION_SCHEMA).parquet(path).toArrow().to_pydict()
-    key = lambda t: sorted(zip(t["chunk"], t["idx"], t["bias"], t["features"], t["sse"]))  # noqa: E731
+    def rows(table):
+        return sorted(zip(table["chunk"], table["idx"], table["bias"], table["features"],
+                          table["sse"]))
+
     assert len(direct["chunk"]) == 3
-    assert key(direct) == key(via_spark)
+    assert rows(direct) == rows(via_spark)
     empty = tmp_path / "empty"
     spark.createDataFrame([], SOLUTION_SCHEMA).write.parquet(str(empty))
     assert read_solution(spark, str(empty)) == {name: [] for name in direct}
