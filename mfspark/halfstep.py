@@ -154,7 +154,10 @@ def decode(n: int, rows: bytes, cols: bytes, ratings: bytes
     """One packed chunk's ``(rows, cols, ratings)`` arrays: ``int32``, ``int32`` and
     ``float32`` or ``float64`` (see :func:`encode`)."""
     runs = np.frombuffer(rows, dtype=np.int32)
-    r = np.repeat(runs[:len(runs) // 2], runs[len(runs) // 2:]) if len(runs) % 2 == 0 else runs
+    if len(runs) % 2:
+        raise ValueError(f"a packed chunk of {n} ratings holds {len(runs)} run-length values, "
+                         "not (row, count) pairs: the cached block is damaged")
+    r = np.repeat(runs[:len(runs) // 2], runs[len(runs) // 2:])
     return (r, *_decode_values(n, len(r), cols, ratings))
 
 
@@ -315,8 +318,8 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
 
     ``ratings`` holds ``user_idx``, ``item_idx`` and ``rating``; or, with ``lookup`` (the
     broadcast sorted integral user and item IDs, :func:`mfspark.indexing.id_lookup`), the
-    original ``user``, ``item`` and ``rating``, each ID mapped to its dense index by binary
-    search in the broadcast IDs (no join).  The packed copies' lineage uses ``lookup``:
+    original ``user``, ``item`` and ``rating``, each ID mapped to its dense index in the
+    broadcast IDs (:func:`dense_index`: a direct table or a binary search; no join).  The packed copies' lineage uses ``lookup``:
     Spark recomputes a lost cached block from it, so it must outlive them (destroy it only
     after unpersisting both).  The ratings cross into Python once, in batches of about a
     chunk, which are split into unsorted pieces for both copies at once; everything after
