@@ -279,21 +279,26 @@ def _row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray
     long = np.flatnonzero(~short)
     if not len(long):
         return w, rhs
-    # one gather buffer for every row (no allocation per row); ``take`` into it with
-    # mode="clip" skips NumPy's buffering of ``out`` (solve_block checked the indices)
+    # one gather buffer and one Gram matrix for every row (no allocation per row); ``take``
+    # into the buffer with mode="clip" skips NumPy's buffering of ``out`` (solve_block
+    # checked the indices)
     buffer = np.empty((min(step, int(counts[long].max())), k1))
+    G = np.empty((k1, k1))
+    diagonal = G.reshape(-1)[::k1 + 1]  # a view: adds lam in place, no index per row
     for r, lo, n, lam in zip(long.tolist(), start[long].tolist(), counts[long].tolist(),
                              lam_rows[long].tolist()):
         if n > step:
-            gram, rhs[r] = _long_row(F, cols, y, lo, n, step)
+            G[:], rhs[r] = _long_row(F, cols, y, lo, n, step)
         else:
             X = buffer[:n]
             np.take(F, cols[lo:lo + n], axis=0, out=X, mode="clip")
-            rhs[r] = X.T @ y[lo:lo + n]
-            gram = X.T @ X  # NumPy recognizes the transpose: one BLAS-3 syrk, both triangles
-        gram.flat[::k1 + 1] += lam
+            np.matmul(X.T, y[lo:lo + n], out=rhs[r])
+            # NumPy recognizes the transpose: one BLAS-3 syrk, both triangles
+            np.matmul(X.T, X, out=G)
+        diagonal += lam
         # symmetric: the transpose is the same matrix, in the Fortran order LAPACK wants
-        _, w[r], info = _dposv(gram.T, rhs[r], lower=1, overwrite_a=1)
+        # (factored in place: G is refilled for the next row)
+        _, w[r], info = _dposv(G.T, rhs[r], lower=1, overwrite_a=1)
         if info != 0:
             raise SolveError(_NOT_POSITIVE_DEFINITE)
     return w, rhs
