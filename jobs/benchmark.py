@@ -2,7 +2,8 @@
 
 ``python jobs/benchmark.py --ratings data/synthetic-5m --ranks 10 50 100 --out bench/``
 prints a table and writes ``results.json``, ``results.csv`` and (with matplotlib)
-``fit_time_vs_rank.png`` to ``--out``.
+``fit_time_vs_rank.png`` to ``--out``.  ``--repeat N`` fits every system N times per rank and
+reports medians (every run is kept in ``results.json``'s ``runs``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ except ImportError:  # run from a checkout without installing: the package sits 
 # MLlib's native BLAS (and NumPy's) are fastest single-threaded here: each core runs a task.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from mfspark.benchmark import (arithmetic_bound_seconds, compare, environment,  # noqa: E402
-                               load_split, warm_up)
+from mfspark.benchmark import (arithmetic_bound_seconds, environment,  # noqa: E402
+                               load_split, repeated, summarize, warm_up)
 from mfspark.config import ALSParams  # noqa: E402
 from mfspark.session import get_session  # noqa: E402
 
 COLUMNS = ["system", "rank", "fit_seconds", "seconds_per_iteration", "test_rmse",
-           "time_vs_mllib", "rmse_vs_mllib", "jvm_peak_heap_mb", "python_peak_rss_mb"]
+           "time_vs_mllib", "rmse_vs_mllib", "jvm_peak_heap_mb", "python_peak_rss_mb",
+           "runs", "fit_seconds_min", "fit_seconds_max"]
 
 
 def table(rows: list[dict]) -> str:
@@ -81,8 +83,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--blocks", type=int, help="mfspark blocks per side (default 2 x cores)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip the untimed warm-up fit of each system before the timed ones")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="fit every system N times per rank, the order reversed every other "
+                        "time; report medians (the ratio: median of same-run ratios)")
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.systems is None:
         args.systems = (["mfspark", "mllib"] if args.implicit_prefs or args.nonnegative
                         else ["mfspark", "mllib", "numpy"])
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     data = load_split(spark, args.ratings, args.test_fraction, args.seed)
     print(f"data: {args.ratings}: {data.num_train} train / {data.num_test} test ratings")
     rows: list[dict] = []
+    runs: list[dict] = []
     if args.warmup:
         print("warm-up: one untimed 1-iteration fit of each Spark system on 20,000 ratings")
         warm_up(data, ALSParams(rank=min(args.ranks), reg=args.reg, reg_scale=args.reg_scale,
@@ -107,7 +115,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                            num_user_blocks=args.blocks, num_item_blocks=args.blocks,
                            implicit_prefs=args.implicit_prefs, alpha=args.alpha,
                            nonnegative=args.nonnegative)
-        result = compare(data, params, str(out / "work"), args.systems)
+        measured = repeated(data, params, str(out / "work"), args.systems, args.repeat)
+        runs += measured
+        result = summarize(measured)
         mf = next((r for r in result if r["system"] == "mfspark"), None)
         if mf is not None:
             bound = arithmetic_bound_seconds(data.num_train, mf["num_users"], mf["num_items"],
@@ -119,7 +129,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(table(result), flush=True)
     print("\nall ranks:\n" + table(rows))
     (out / "results.json").write_text(json.dumps({"environment": env, "ratings": args.ratings,
-                                                  "rows": rows}, indent=2))
+                                                  "repeat": args.repeat, "rows": rows,
+                                                  "runs": runs}, indent=2))
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()

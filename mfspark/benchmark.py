@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import statistics
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -174,6 +175,59 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
                  nonnegative=params.nonnegative)
     return rows
+
+
+def repeated(data: Split, params: ALSParams, work_dir: str, systems: list[str],
+             repeats: int) -> list[dict]:
+    """``repeats`` runs of :func:`compare`, the systems' order reversed every other run (so
+    that no system always runs first, or always right after another); one row per system
+    and run, with its ``repeat`` number and, when MLlib ran, the ratio to MLlib's fit in the
+    *same* run.  :func:`summarize` reduces them to one row per system."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    runs = []
+    for rep in range(repeats):
+        order = systems if rep % 2 == 0 else systems[::-1]
+        for row in compare(data, params, work_dir, order):
+            runs.append({**row, "repeat": rep})
+    return runs
+
+
+#: Columns :func:`summarize` reduces by their maximum (peaks); other numbers by the median.
+PEAK_COLUMNS = ("jvm_peak_heap_mb", "python_peak_rss_mb")
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (system, rank), in the order they first appear: the median of each
+    numeric column over the runs (the maximum of the memory peaks), plus ``runs`` and the
+    fastest and slowest fit (``fit_seconds_min``, ``fit_seconds_max``).
+
+    ``time_vs_mllib`` is the median of the per-run ratios, each measured against MLlib's fit
+    in the same run, minutes apart on the same machine: on a machine whose speed drifts this
+    is steadier than the ratio of the two medians.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in runs:
+        groups.setdefault((row["system"], row["rank"]), []).append(row)
+    out = []
+    for (system, rank), rows in groups.items():
+        summary: dict[str, Any] = {}
+        for key in rows[0]:
+            values = [r.get(key) for r in rows]
+            numeric = [v for v in values if isinstance(v, (int, float))
+                       and not isinstance(v, bool)]
+            if key == "repeat":
+                continue
+            if len(numeric) == len(values) and not all(isinstance(v, int) for v in values):
+                finite = [v for v in numeric if not math.isnan(v)]
+                reduce = max if key in PEAK_COLUMNS else statistics.median
+                summary[key] = reduce(finite) if finite else math.nan
+            else:
+                summary[key] = values[0]
+        fits = [r["fit_seconds"] for r in rows]
+        summary.update(runs=len(rows), fit_seconds_min=min(fits), fit_seconds_max=max(fits))
+        out.append(summary)
+    return out
 
 
 def warm_up(data: Split, params: ALSParams, work_dir: str, systems: list[str],

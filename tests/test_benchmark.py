@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import pytest
 
+from mfspark.benchmark import summarize
 from mfspark.synthetic import PlantedModel, generate
 
 from conftest import ROOT
@@ -25,7 +27,7 @@ def test_benchmark_runs_all_systems(spark, tmp_path):
              ).write.parquet(str(data))
     rows = load_job("benchmark").main([
         "--ratings", str(data), "--out", str(tmp_path / "bench"), "--ranks", "2",
-        "--iterations", "2", "--systems", "mfspark", "mllib", "numpy"])
+        "--iterations", "2", "--systems", "mfspark", "mllib", "numpy", "--repeat", "2"])
     by_system = {r["system"]: r for r in rows}
     assert set(by_system) == {"mfspark", "mllib", "numpy", "arithmetic-bound"}
     # the distributed job and the in-process floor fit the same model on the same split
@@ -35,6 +37,46 @@ def test_benchmark_runs_all_systems(spark, tmp_path):
     saved = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert len(saved["rows"]) == 4 and "mllib_blas" in saved["environment"]
     assert (tmp_path / "bench" / "results.csv").read_text().count("\n") == 5
+    # --repeat 2: every system twice, the second time in reverse order; the table's row is
+    # the median (of two: the mean) of the runs kept in results.json
+    runs = saved["runs"]
+    assert [(r["system"], r["repeat"]) for r in runs] == [
+        ("mfspark", 0), ("mllib", 0), ("numpy", 0), ("numpy", 1), ("mllib", 1), ("mfspark", 1)]
+    fits = [r["fit_seconds"] for r in runs if r["system"] == "mfspark"]
+    assert by_system["mfspark"]["runs"] == 2
+    assert by_system["mfspark"]["fit_seconds"] == pytest.approx(sum(fits) / 2)
+    assert by_system["mfspark"]["fit_seconds_min"] == min(fits)
+
+
+def test_summarize_takes_medians_of_runs_and_same_run_ratios():
+    runs = [
+        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 30.0,
+         "time_vs_mllib": 0.6, "test_rmse": 0.61, "jvm_peak_heap_mb": 900.0,
+         "implicit_prefs": False, "repeat": 0},
+        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 50.0,
+         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": 700.0,
+         "implicit_prefs": False, "repeat": 0},
+        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 20.0,
+         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": 800.0,
+         "implicit_prefs": False, "repeat": 1},
+        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 16.0,
+         "time_vs_mllib": 0.8, "test_rmse": 0.61, "jvm_peak_heap_mb": 1000.0,
+         "implicit_prefs": False, "repeat": 1},
+        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 22.0,
+         "time_vs_mllib": 0.7, "test_rmse": 0.61, "jvm_peak_heap_mb": 950.0,
+         "implicit_prefs": False, "repeat": 2},
+        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 31.0,
+         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": math.nan,
+         "implicit_prefs": False, "repeat": 2},
+    ]
+    mf, ml = summarize(runs)
+    assert (mf["system"], ml["system"]) == ("mfspark", "mllib")
+    assert mf["fit_seconds"] == 22.0 and ml["fit_seconds"] == 31.0
+    # the ratio is the median of same-run ratios (0.6, 0.8, 0.7), not 22 / 31
+    assert mf["time_vs_mllib"] == pytest.approx(0.7)
+    assert (mf["runs"], mf["fit_seconds_min"], mf["fit_seconds_max"]) == (3, 16.0, 30.0)
+    assert mf["jvm_peak_heap_mb"] == 1000.0 and ml["jvm_peak_heap_mb"] == 800.0  # peaks: max
+    assert mf["iterations"] == 10 and mf["implicit_prefs"] is False and "repeat" not in mf
 
 
 def test_gram_methods_benchmark_times_every_method():
