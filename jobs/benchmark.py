@@ -53,8 +53,9 @@ def plot(rows: list[dict], path: Path) -> bool:
     for system in sorted({r["system"] for r in rows}):
         pts = sorted((r["rank"], r["fit_seconds"]) for r in rows if r["system"] == system)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=system)
+    runs = max((r.get("runs", 1) for r in rows), default=1)
     ax.set_xlabel("rank")
-    ax.set_ylabel("fit seconds")
+    ax.set_ylabel("fit seconds" if runs == 1 else f"fit seconds (median of {runs} runs)")
     ax.set_title("ALS fit time vs rank")
     ax.legend()
     fig.tight_layout()
