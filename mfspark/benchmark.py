@@ -199,7 +199,8 @@ PEAK_COLUMNS = ("jvm_peak_heap_mb", "python_peak_rss_mb")
 
 def summarize(runs: list[dict]) -> list[dict]:
     """One row per (system, rank), in the order they first appear: the median of each
-    numeric column over the runs (the maximum of the memory peaks), plus ``runs`` and the
+    float column (the measurements; ints, flags and strings are settings, taken from
+    the first run) over the runs (the maximum of the memory peaks), plus ``runs`` and the
     fastest and slowest fit (``fit_seconds_min``, ``fit_seconds_max``).
 
     ``time_vs_mllib`` is the median of the per-run ratios, each measured against MLlib's fit
@@ -213,13 +214,11 @@ def summarize(runs: list[dict]) -> list[dict]:
     for (system, rank), rows in groups.items():
         summary: dict[str, Any] = {}
         for key in rows[0]:
-            values = [r.get(key) for r in rows]
-            numeric = [v for v in values if isinstance(v, (int, float))
-                       and not isinstance(v, bool)]
             if key == "repeat":
                 continue
-            if len(numeric) == len(values) and not all(isinstance(v, int) for v in values):
-                finite = [v for v in numeric if not math.isnan(v)]
+            values = [r.get(key) for r in rows]
+            if all(isinstance(v, float) for v in values):  # measurements; ints are settings
+                finite = [v for v in values if not math.isnan(v)]
                 reduce = max if key in PEAK_COLUMNS else statistics.median
                 summary[key] = reduce(finite) if finite else math.nan
             else:
