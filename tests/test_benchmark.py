@@ -48,27 +48,17 @@ def test_benchmark_runs_all_systems(spark, tmp_path):
     assert by_system["mfspark"]["fit_seconds_min"] == min(fits)
 
 
+def _run(system: str, repeat: int, fit: float, ratio: float, rmse: float, heap: float) -> dict:
+    return {"system": system, "rank": 10, "iterations": 10, "fit_seconds": fit,
+            "time_vs_mllib": ratio, "test_rmse": rmse, "jvm_peak_heap_mb": heap,
+            "implicit_prefs": False, "repeat": repeat}
+
+
 def test_summarize_takes_medians_of_runs_and_same_run_ratios():
-    runs = [
-        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 30.0,
-         "time_vs_mllib": 0.6, "test_rmse": 0.61, "jvm_peak_heap_mb": 900.0,
-         "implicit_prefs": False, "repeat": 0},
-        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 50.0,
-         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": 700.0,
-         "implicit_prefs": False, "repeat": 0},
-        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 20.0,
-         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": 800.0,
-         "implicit_prefs": False, "repeat": 1},
-        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 16.0,
-         "time_vs_mllib": 0.8, "test_rmse": 0.61, "jvm_peak_heap_mb": 1000.0,
-         "implicit_prefs": False, "repeat": 1},
-        {"system": "mfspark", "rank": 10, "iterations": 10, "fit_seconds": 22.0,
-         "time_vs_mllib": 0.7, "test_rmse": 0.61, "jvm_peak_heap_mb": 950.0,
-         "implicit_prefs": False, "repeat": 2},
-        {"system": "mllib", "rank": 10, "iterations": 10, "fit_seconds": 31.0,
-         "time_vs_mllib": 1.0, "test_rmse": 0.67, "jvm_peak_heap_mb": math.nan,
-         "implicit_prefs": False, "repeat": 2},
-    ]
+    runs = [_run("mfspark", 0, 30.0, 0.6, 0.61, 900.0), _run("mllib", 0, 50.0, 1.0, 0.67, 700.0),
+            _run("mllib", 1, 20.0, 1.0, 0.67, 800.0), _run("mfspark", 1, 16.0, 0.8, 0.61, 1000.0),
+            _run("mfspark", 2, 22.0, 0.7, 0.61, 950.0),
+            _run("mllib", 2, 31.0, 1.0, 0.67, math.nan)]
     mf, ml = summarize(runs)
     assert (mf["system"], ml["system"]) == ("mfspark", "mllib")
     assert mf["fit_seconds"] == 22.0 and ml["fit_seconds"] == 31.0
