@@ -28,7 +28,7 @@ from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, solve_block
+from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, row_starts, solve_block
 # --- issue 8: implicit feedback / nonnegative factors ---
 from mfspark.implicit import gramian
 from mfspark.variants import solve_variant_block
@@ -130,7 +130,7 @@ def encode(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
 
     :func:`decode` infers each encoding from the byte lengths and the chunk's ``n``.
     """
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
+    starts = row_starts(rows)
     runs = np.concatenate([rows[starts], np.diff(np.r_[starts, len(rows)])]).astype(np.int32)
     return (runs.tobytes(), *_encode_values(cols, ratings))
 
@@ -171,7 +171,8 @@ def _decode_values(n: int, n_rows: int, cols: bytes, ratings: bytes
                          f"{len(cols)} bytes of columns and {len(ratings)} bytes of ratings: "
                          "the cached block is damaged")
     v = np.frombuffer(ratings, dtype=rating_type)
-    return np.frombuffer(cols, dtype=col_type).astype(np.int32), v * 0.5 if n == len(ratings) else v
+    return (np.frombuffer(cols, dtype=col_type).astype(np.int32),
+            v * 0.5 if rating_type is np.uint8 else v)
 
 
 def _raw(rows: bytes, cols: bytes, ratings: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -319,9 +320,9 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
     ``ratings`` holds ``user_idx``, ``item_idx`` and ``rating``; or, with ``lookup`` (the
     broadcast sorted integral user and item IDs, :func:`mfspark.indexing.id_lookup`), the
     original ``user``, ``item`` and ``rating``, each ID mapped to its dense index in the
-    broadcast IDs (:func:`dense_index`: a direct table or a binary search; no join).  The packed copies' lineage uses ``lookup``:
-    Spark recomputes a lost cached block from it, so it must outlive them (destroy it only
-    after unpersisting both).  The ratings cross into Python once, in batches of about a
+    broadcast IDs (:func:`dense_index`: a direct table or a binary search; no join).  The
+    packed copies' lineage uses ``lookup``: Spark recomputes a lost cached block from it, so
+    it must outlive them (destroy it only after unpersisting both).  The ratings cross into Python once, in batches of about a
     chunk, which are split into unsorted pieces for both copies at once; everything after
     moves packed bytes.
     """

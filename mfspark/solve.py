@@ -430,6 +430,14 @@ def cholesky_solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return w
 
 
+def row_starts(rows: np.ndarray) -> np.ndarray:
+    """Positions where a new row begins in ``rows`` sorted by row (int64; empty when there
+    are no ratings)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+
+
 def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
                 lam: float, reg_scale: str,
@@ -468,7 +476,7 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
         # a row's ratings in one fixed order (ties broken by rating): deterministic sums
         order = np.lexsort((ratings, cols, rows))
         rows, cols, ratings = rows[order], cols[order], ratings[order]
-    start = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
+    start = row_starts(rows)
     counts = np.diff(np.r_[start, len(rows)])
     y = ratings - fixed_bias[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)

@@ -20,7 +20,7 @@ import numpy as np
 from mfspark import implicit
 from mfspark.nnls import nnls_solve
 from mfspark.solve import (DEFAULT_MAX_GATHER, BlockSolution, augmented, cholesky_solve,
-                           normal_equations, regularization)
+                           normal_equations, regularization, row_starts)
 
 
 def group_rows(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
@@ -34,8 +34,7 @@ def group_rows(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
         if not np.all((dr > 0) | ((dr == 0) & (dc >= 0))):
             order = np.lexsort((ratings, cols, rows))
             rows, cols, ratings = rows[order], cols[order], ratings[order]
-    start = (np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows)
-             else np.zeros(0, dtype=np.int64))
+    start = row_starts(rows)
     counts = np.diff(np.r_[start, len(rows)])
     return rows, cols, ratings, start, counts
 
