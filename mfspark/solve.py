@@ -15,10 +15,13 @@ ALS-WR as in Spark MLlib).  Normal equations are accumulated in float64 with lev
 (stacked ``G^T G`` products on each row's gathered factor rows) and solved by a batched
 Cholesky factorization.
 
-How the normal equations are built depends on the rank (:func:`gram_method`, measured by
-``benchmarks/gram_methods.py``): at low rank as one sparse product of the rating-indicator
-matrix with the fixed rows' packed outer products ``x_j x_j^T`` (SciPy), at higher rank one
-symmetric rank-k update (BLAS-3 ``syrk``) per row on its gathered factor rows.  Every method
+How the normal equations are built (:func:`gram_method`, measured by
+``benchmarks/gram_methods.py``): with Numba installed, one symmetric rank-k update (BLAS-3
+``syrk``) per row on its gathered factor rows, fused with the row's Cholesky solve in one
+compiled loop (:mod:`mfspark.kernel`), at every rank.  Without Numba it depends on the rank:
+at low rank one sparse product of the rating-indicator matrix with the fixed rows' packed
+outer products ``x_j x_j^T`` (SciPy), at higher rank the same per-row ``syrk`` in a Python
+loop.  Every method
 sums a row's terms in the order of its ratings, so a row's result never depends on which
 other rows share its block.
 """
@@ -28,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from mfspark import kernel
 
 try:  # optional: the faster Gram methods; without SciPy every rank uses NumPy only
     from scipy import sparse as _sparse
@@ -135,9 +140,11 @@ def augmented(fixed_factors: np.ndarray) -> np.ndarray:
     return F
 
 
-#: Gram methods: ``sparse`` (indicator matrix times packed outer products; SciPy),
-#: ``rows`` (one ``syrk`` per row), ``bucket`` (stacked products on padded gathers; NumPy only).
-GRAM_METHODS = ("auto", "sparse", "rows", "bucket")
+#: Gram methods: ``compiled`` (``rows`` fused with the solve in one compiled loop,
+#: :mod:`mfspark.kernel`; Numba), ``sparse`` (indicator matrix times packed outer products;
+#: SciPy), ``rows`` (one ``syrk`` per row), ``bucket`` (stacked products on padded gathers;
+#: NumPy only).
+GRAM_METHODS = ("auto", "compiled", "sparse", "rows", "bucket")
 
 #: Largest ``K + 1`` for which ``auto`` may pick ``sparse``: its cost grows with ``(K + 1)^2``
 #: per rating on scalar multiply-adds, the per-row products run at BLAS-3 speed.
@@ -153,11 +160,16 @@ SPARSE_MAX_WORK = 20_000
 
 
 def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto",
-                mean_count: float | None = None) -> str:
+                mean_count: float | None = None, fused: bool = True) -> str:
     """The Gram method ``normal_equations`` uses for ``k1 = K + 1`` columns (``K`` without
     biases) and a fixed side of ``n_fixed`` rows.
 
-    ``auto`` picks ``sparse`` at low rank (``k1 <= SPARSE_MAX_K1``) when SciPy is installed,
+    ``auto`` picks ``compiled`` wherever :func:`mfspark.kernel.available` and the caller
+    solves the systems right away (``fused``: :func:`solve_block`; the compiled loop never
+    returns Gram matrices): ``benchmarks/gram_methods.py`` measured it the fastest on both
+    sides of the 5M set at ranks 10, 50 and 100 but one pair, within the noise (item side,
+    rank 50); otherwise
+    ``sparse`` at low rank (``k1 <= SPARSE_MAX_K1``) when SciPy is installed,
     the fixed side's packed outer products (``n_fixed * k1 (k1 + 1) / 2`` doubles) fit the
     gather budget and, given the block's ``mean_count`` (ratings per row), rows are short
     enough that the per-row loop's fixed cost outweighs its faster products
@@ -169,7 +181,12 @@ def gram_method(k1: int, n_fixed: int, max_gather: int, method: str = "auto",
     if method != "auto":
         if method in ("sparse", "rows") and _sparse is None:
             raise ValueError(f"gram method {method!r} needs SciPy (pip install scipy)")
+        if method == "compiled" and not kernel.available():
+            raise ValueError("gram method 'compiled' needs Numba (pip install numba) and "
+                             f"{kernel.KERNEL_ENV} not set to 'python'")
         return method
+    if fused and kernel.available():
+        return "compiled"
     if _sparse is None:
         return "bucket"
     short_rows = mean_count is None or mean_count * k1 * k1 <= SPARSE_MAX_WORK
@@ -189,10 +206,10 @@ def normal_equations(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.n
 
     ``cols``/``y`` hold the ratings sorted by row; every row has at least one rating.
     """
-    method = gram_method(F.shape[1], len(F), max_gather, method)
+    method = gram_method(F.shape[1], len(F), max_gather, method, fused=False)
     if method == "sparse":
         return _sparse_normal_equations(F, cols, y, start, counts, weight)
-    if method == "rows":
+    if method in ("rows", "compiled"):  # compiled, asked for by name: its loop is rows
         return _row_normal_equations(F, cols, y, start, counts, max_gather, weight)
     return _bucket_normal_equations(F, cols, y, start, counts, max_gather, weight)
 
@@ -345,10 +362,10 @@ def _dual_rows(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray
             yv = y[idx][..., None]  # (g, n, 1)
             Xt = X.transpose(0, 2, 1)
             rhs[chunk] = (Xt @ yv)[..., 0]
-            kernel = X @ Xt  # (g, n, n)
-            kernel[:, diagonal, diagonal] += lam_rows[chunk][:, None]
+            outer = X @ Xt  # (g, n, n)
+            outer[:, diagonal, diagonal] += lam_rows[chunk][:, None]
             try:
-                dual = np.linalg.solve(kernel, yv)
+                dual = np.linalg.solve(outer, yv)
             except np.linalg.LinAlgError as err:
                 raise SolveError(_NOT_POSITIVE_DEFINITE) from err
             w[chunk] = (Xt @ dual)[..., 0]
@@ -483,7 +500,12 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     lam_rows = regularization(counts, lam, reg_scale)
     method = gram_method(F.shape[1], len(F), max_gather, method,  # chosen once
                          mean_count=len(rows) / max(len(start), 1))
-    if method == "rows":
+    if method == "compiled":
+        w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam_rows, max_gather)
+        if failed:  # the 1-based position of the first failed row: name that row
+            raise SolveError(f"{_NOT_POSITIVE_DEFINITE} (row {rows[start[failed - 1]]}, "
+                             f"{counts[failed - 1]} ratings)")
+    elif method == "rows":
         w, rhs = _row_solve(F, cols, y, start, counts, lam_rows, max_gather)
     else:
         gram, rhs = normal_equations(F, cols, y, start, counts, max_gather, method)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mfspark import kernel
 from mfspark.solve import (GRAM_METHODS, SolveError, cholesky_solve, gram_method, init_factors,
                            normal_equations, penalty, solve_block)
 
@@ -74,6 +75,13 @@ def test_not_positive_definite_is_a_named_error():
         cholesky_solve(A, np.ones((1, 2)))
 
 
+def test_compiled_solver_names_the_row_it_could_not_solve():
+    # lambda 0: row 7 (two ratings, four unknowns) is the first singular system
+    with pytest.raises(SolveError, match=r"not positive definite .*row 7, 2 ratings"):
+        solve_block(np.array([7, 7, 9]), np.array([0, 1, 1]), np.array([4.0, 3.0, 5.0]),
+                    np.ones((2, 3)), np.zeros(2), 3.0, 0.0, "none", method="compiled")
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_singular_system_is_a_named_error_in_every_method(method):
     # one rating, rank 3, lambda 0: X^T X has rank 1
@@ -103,7 +111,21 @@ def test_normal_equations_are_exact(method, max_gather, weighted):
         assert np.array_equal(gram[r], gram[r].T)
 
 
-def test_gram_method_by_rank_and_memory():
+def test_gram_method_prefers_the_compiled_loop():
+    assert kernel.available()  # Numba is a dependency: CI runs the compiled path
+    assert gram_method(11, 20_000, 1 << 24) == "compiled"
+    assert gram_method(101, 20_000, 1 << 24, mean_count=5.0) == "compiled"
+    assert gram_method(11, 20_000, 1 << 24, "rows") == "rows"  # an explicit choice stays
+    # normal_equations needs the Gram matrices themselves: the unfused choice
+    assert gram_method(11, 20_000, 1 << 24, fused=False) == "sparse"
+    assert gram_method(51, 20_000, 1 << 24, fused=False) == "rows"
+
+
+def test_gram_method_by_rank_and_memory(monkeypatch):
+    monkeypatch.setenv(kernel.KERNEL_ENV, "python")  # what runs where Numba is missing
+    assert not kernel.available()
+    with pytest.raises(ValueError, match="needs Numba"):
+        gram_method(11, 20_000, 1 << 24, "compiled")
     assert gram_method(11, 20_000, 1 << 24) == "sparse"  # low rank: the sparse product
     assert gram_method(51, 20_000, 1 << 24) == "rows"  # high rank: syrk per row
     # rank 10: short rows (100 per row) with the sparse product, long ones (250) per row

@@ -1,0 +1,155 @@
+"""The per-row solve loop of :func:`mfspark.solve.solve_block`, compiled with Numba.
+
+The loop does what :func:`mfspark.solve._row_solve` does in Python, one row at a time: gather
+the row's fixed-side vectors, one BLAS-3 ``syrk`` for ``X^T X``, one ``gemv`` for ``X^T y``,
+``lam`` on the diagonal and one LAPACK ``posv`` (Cholesky) solve.  BLAS and LAPACK are
+SciPy's own (``scipy.linalg.cython_blas`` / ``cython_lapack``), called from compiled code,
+so a row costs its flops and not about 10 us of Python calls (``benchmarks/gram_methods.py``
+times both, as the ``compiled`` and ``rows`` Gram methods).
+
+Rows with fewer ratings than ``K + 1`` (and ``lam > 0``) are solved in dual form,
+``w = X^T (X X^T + lam I)^-1 y``: an ``n x n`` Cholesky instead of ``(K + 1) x (K + 1)``, the
+same ridge solution (:func:`mfspark.solve._dual_rows` explains the identity).  Compiled, the
+dual pays off up to ``n = K + 1``; the Python path stops earlier (its stacked dual is slow).
+
+Numba is optional: without it (or with ``MFSPARK_KERNEL=python`` in the environment, read in
+each Python worker) :func:`available` is False and the solver runs the Python loop.  The
+compiled function is cached on disk (``cache=True``: next to this file, or Numba's user-wide
+cache directory when that is not writable), so only the first process ever compiles it
+(about 5 s); the BLAS/LAPACK entry points are registered under fixed symbol names at import,
+which is what lets the cached machine code link in a new process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+log = logging.getLogger("mfspark")
+
+try:
+    from llvmlite import binding as _llvm
+    from numba import njit, types
+    from numba.extending import get_cython_function_address
+except ImportError:  # pragma: no cover - exercised where Numba is absent
+    njit = None
+
+#: Set to ``python`` to run the Python loop even where Numba is installed.
+KERNEL_ENV = "MFSPARK_KERNEL"
+
+
+def _register() -> bool:
+    """Expose SciPy's ``dsyrk``, ``dgemv`` and ``dposv`` to compiled code by name."""
+    try:
+        for module, name in (("blas", "dsyrk"), ("blas", "dgemv"), ("lapack", "dposv")):
+            address = get_cython_function_address(f"scipy.linalg.cython_{module}", name)
+            _llvm.add_symbol(f"mfspark_{name}", address)
+    except (ImportError, ValueError, AttributeError) as err:  # pragma: no cover
+        log.warning("mfspark: compiled solver unavailable (%s); using the Python loop", err)
+        return False
+    return True
+
+
+_READY = njit is not None and _register()
+
+
+def available() -> bool:
+    """Whether :func:`row_solve` runs compiled code in this process."""
+    return _READY and os.environ.get(KERNEL_ENV, "").lower() != "python"
+
+
+if _READY:
+    _p = types.voidptr  # Fortran BLAS: every argument by reference
+    _dsyrk = types.ExternalFunction("mfspark_dsyrk", types.void(*[_p] * 10))
+    _dgemv = types.ExternalFunction("mfspark_dgemv", types.void(*[_p] * 11))
+    _dposv = types.ExternalFunction("mfspark_dposv", types.void(*[_p] * 8))
+
+    @njit(cache=True)
+    def _solve_rows(F, cols, y, start, counts, lam_rows, step, w, rhs):  # pragma: no cover
+        # (compiled: coverage cannot see inside; the tests check it against the Python loop)
+        k1 = F.shape[1]
+        longest = 1
+        for r in range(counts.shape[0]):
+            n = counts[r]
+            longest = max(longest, n if n < k1 else min(n, step))
+        buf = np.empty((longest, k1))  # row-major (n, k1) == Fortran (k1, n), ld k1
+        G = np.empty((k1, k1))
+        L, N, T = np.array([76], np.uint8), np.array([78], np.uint8), np.array([84], np.uint8)
+        ld, inc, n_ = np.array([k1], np.int32), np.array([1], np.int32), np.zeros(1, np.int32)
+        info = np.zeros(1, np.int32)
+        one, zero, beta = np.ones(1), np.zeros(1), np.zeros(1)
+        for r in range(counts.shape[0]):
+            lo, n, lam = start[r], counts[r], lam_rows[r]
+            if n < k1 and lam > 0:  # dual: (X X^T + lam I) a = y, w = X^T a
+                for a in range(n):
+                    c = cols[lo + a]
+                    for k in range(k1):  # (scalar loops: faster than slice copies here)
+                        buf[a, k] = F[c, k]
+                n_[0] = n
+                a_ = y[lo:lo + n].copy()
+                _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
+                       a_.ctypes, inc.ctypes, zero.ctypes, rhs[r].ctypes, inc.ctypes)
+                # X X^T (n x n, lower) into G's memory, leading dimension k1 > n
+                _dsyrk(L.ctypes, T.ctypes, n_.ctypes, ld.ctypes, one.ctypes, buf.ctypes,
+                       ld.ctypes, zero.ctypes, G.ctypes, ld.ctypes)
+                flat = G.reshape(-1)
+                for a in range(n):
+                    flat[a * k1 + a] += lam
+                _dposv(L.ctypes, n_.ctypes, inc.ctypes, G.ctypes, ld.ctypes, a_.ctypes,
+                       n_.ctypes, info.ctypes)
+                if info[0] != 0:
+                    return r + 1
+                _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
+                       a_.ctypes, inc.ctypes, zero.ctypes, w[r].ctypes, inc.ctypes)
+                continue
+            rhs[r, :] = 0.0
+            beta[0] = 0.0
+            for done in range(0, n, step):  # slices of at most ``step`` gathered rows
+                m = min(step, n - done)
+                for a in range(m):
+                    c = cols[lo + done + a]
+                    for k in range(k1):
+                        buf[a, k] = F[c, k]
+                n_[0] = m
+                _dsyrk(L.ctypes, N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes,
+                       ld.ctypes, beta.ctypes, G.ctypes, ld.ctypes)
+                _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
+                       y[lo + done:].ctypes, inc.ctypes, one.ctypes, rhs[r].ctypes, inc.ctypes)
+                beta[0] = 1.0
+            for k in range(k1):
+                G[k, k] += lam
+            w[r, :] = rhs[r, :]
+            _dposv(L.ctypes, ld.ctypes, inc.ctypes, G.ctypes, ld.ctypes, w[r].ctypes,
+                   ld.ctypes, info.ctypes)
+            if info[0] != 0:
+                return r + 1
+        return 0
+
+
+def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
+              counts: np.ndarray, lam_rows: np.ndarray, max_gather: int
+              ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Solve every row (``n`` ratings from ``start``, ridge ``lam_rows``); returns the
+    solutions ``w``, the right-hand sides ``X^T y`` and 0, or the 1-based index of the first
+    row whose system is not positive definite (then ``w`` is incomplete).
+
+    At most ``max_gather`` float64 elements are gathered at once: longer rows are
+    accumulated over slices (``syrk`` with ``beta = 1``).  Needs Numba (:func:`available`
+    also honours :data:`KERNEL_ENV`; this function does not).
+    """
+    if not _READY:
+        raise RuntimeError("the compiled solver needs Numba (pip install numba)")
+    k1 = F.shape[1]
+    w = np.empty((len(counts), k1))
+    rhs = np.empty((len(counts), k1))
+    if not len(counts):
+        return w, rhs, 0
+    # one dtype per argument: one compiled (and cached) specialization
+    failed = _solve_rows(np.ascontiguousarray(F, dtype=np.float64),
+                         np.asarray(cols, dtype=np.int64), np.ascontiguousarray(y, np.float64),
+                         np.asarray(start, dtype=np.int64), np.asarray(counts, dtype=np.int64),
+                         np.asarray(lam_rows, dtype=np.float64), max(1, max_gather // k1),
+                         w, rhs)
+    return w, rhs, int(failed)
