@@ -56,7 +56,9 @@ _READY = njit is not None and _register()
 
 
 def available() -> bool:
-    """Whether :func:`row_solve` runs compiled code in this process."""
+    """Whether :func:`mfspark.solve.solve_block` may use the compiled loop in this process:
+    Numba and SciPy's BLAS/LAPACK entry points were found, and :data:`KERNEL_ENV` is not
+    ``python``."""
     return _READY and os.environ.get(KERNEL_ENV, "").lower() != "python"
 
 
