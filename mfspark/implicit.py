@@ -61,6 +61,18 @@ def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarra
     return normal_equations(F, cols, target, start, counts, max_gather, weight=weight)
 
 
+def row_terms(ratings: np.ndarray, start: np.ndarray, alpha: float, lam: float,
+              reg_scale: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per rating ``c - 1`` and ``c p`` (:func:`confidence_terms`); per row the ridge weight
+    ``lam_u`` and ``sum c p^2`` over its observed values (ratings sorted by row, each row
+    starting at ``start``)."""
+    extra, target = confidence_terms(ratings, alpha)
+    positive = (np.asarray(ratings) > 0).astype(np.float64)
+    n_pos = np.add.reduceat(positive, start) if len(start) else np.zeros(0)
+    cpp = np.add.reduceat(target, start) if len(start) else np.zeros(0)  # c p^2 = c p
+    return extra, target, regularization(n_pos, lam, reg_scale), cpp
+
+
 def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,
                     ratings: np.ndarray, start: np.ndarray, counts: np.ndarray, alpha: float,
                     lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER
@@ -70,21 +82,19 @@ def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,
     Returns ``(A, b, lam_rows, cpp)``: ``lam_rows`` the per-row ridge weights (already on
     ``A``'s diagonal), ``cpp`` each row's ``sum c p^2`` over its observed values.
     """
-    extra, target = confidence_terms(ratings, alpha)
+    extra, target, lam_rows, cpp = row_terms(ratings, start, alpha, lam, reg_scale)
     gram, rhs = weighted_normal_equations(F, cols, extra, target, start, counts, max_gather)
     gram += fixed_gram
-    positive = (np.asarray(ratings) > 0).astype(np.float64)
-    n_pos = np.add.reduceat(positive, start) if len(start) else np.zeros(0)
-    lam_rows = regularization(n_pos, lam, reg_scale)
     k = gram.shape[1]
     gram[:, np.arange(k), np.arange(k)] += lam_rows[:, None]
-    cpp = np.add.reduceat(target, start) if len(start) else np.zeros(0)  # c p^2 = c p
     return gram, rhs, lam_rows, cpp
 
 
-def data_term(A: np.ndarray, b: np.ndarray, lam_rows: np.ndarray, cpp: np.ndarray,
+def data_term(A: np.ndarray | None, b: np.ndarray, lam_rows: np.ndarray, cpp: np.ndarray,
               x: np.ndarray) -> np.ndarray:
     """Each row's ``sum_{all i} c (p - x . y_i)^2`` from its system (see the module
-    docstring); exact for any ``x``, clipped at 0 against round-off."""
-    quad = np.einsum("rk,rkl,rl->r", x, A, x) - lam_rows * np.einsum("rk,rk->r", x, x)
-    return np.maximum(cpp - 2 * np.einsum("rk,rk->r", x, b) + quad, 0.0)
+    docstring); exact for any ``x``, clipped at 0 against round-off.  ``A=None``: ``x``
+    solves ``A x = b`` exactly, so ``x^T A x = x . b`` (the compiled solver keeps no ``A``)."""
+    xb = np.einsum("rk,rk->r", x, b)
+    xAx = xb if A is None else np.einsum("rk,rkl,rl->r", x, A, x)
+    return np.maximum(cpp - 2 * xb + xAx - lam_rows * np.einsum("rk,rk->r", x, x), 0.0)

@@ -12,6 +12,11 @@ Rows with fewer ratings than ``K + 1`` (and ``lam > 0``) are solved in dual form
 same ridge solution (:func:`mfspark.solve._dual_rows` explains the identity).  Compiled, the
 dual pays off up to ``n = K + 1``; the Python path stops earlier (its stacked dual is slow).
 
+The same loop solves the implicit-feedback systems (:mod:`mfspark.implicit`),
+``(Y^T Y + X^T (C - I) X + lam I) x = X^T C p``: each gathered row is scaled by
+``sqrt(c - 1)`` before the ``syrk``, ``Y^T Y`` is added to the Gram matrix, and every row is
+solved in primal form.
+
 Numba is optional: without it (or with ``MFSPARK_KERNEL=python`` in the environment, read in
 each Python worker) :func:`available` is False and the solver runs the Python loop.  The
 compiled function is cached on disk (``cache=True``: next to this file, or Numba's user-wide
@@ -69,9 +74,14 @@ if _READY:
     _dposv = types.ExternalFunction("mfspark_dposv", types.void(*[_p] * 8))
 
     @njit(cache=True)
-    def _solve_rows(F, cols, y, start, counts, lam_rows, step, w, rhs):  # pragma: no cover
+    def _solve_rows(F, cols, y, start, counts, lam_rows, step, scale, base, w,
+                    rhs):  # pragma: no cover
         # (compiled: coverage cannot see inside; the tests check it against the Python loop)
+        # ``scale`` (empty: all ones) multiplies each gathered row, ``base`` (empty: none)
+        # is added to every Gram matrix: the implicit-feedback systems
         k1 = F.shape[1]
+        weighted = scale.shape[0] > 0
+        primal_only = weighted or base.shape[0] > 0
         longest = 1
         for r in range(counts.shape[0]):
             n = counts[r]
@@ -84,7 +94,7 @@ if _READY:
         one, zero, beta = np.ones(1), np.zeros(1), np.zeros(1)
         for r in range(counts.shape[0]):
             lo, n, lam = start[r], counts[r], lam_rows[r]
-            if n < k1 and lam > 0:  # dual: (X X^T + lam I) a = y, w = X^T a
+            if n < k1 and lam > 0 and not primal_only:  # dual: (X X^T + lam I) a = y, w = X^T a
                 for a in range(n):
                     c = cols[lo + a]
                     for k in range(k1):  # (scalar loops: faster than slice copies here)
@@ -110,16 +120,31 @@ if _READY:
             beta[0] = 0.0
             for done in range(0, n, step):  # slices of at most ``step`` gathered rows
                 m = min(step, n - done)
-                for a in range(m):
-                    c = cols[lo + done + a]
-                    for k in range(k1):
-                        buf[a, k] = F[c, k]
+                if weighted:  # rows scaled for the Gram matrix, unscaled for X^T y
+                    for a in range(m):
+                        j = lo + done + a
+                        c, s, t = cols[j], scale[j], y[j]
+                        for k in range(k1):
+                            v = F[c, k]
+                            buf[a, k] = v * s
+                            rhs[r, k] += t * v
+                else:
+                    for a in range(m):
+                        c = cols[lo + done + a]
+                        for k in range(k1):
+                            buf[a, k] = F[c, k]
                 n_[0] = m
                 _dsyrk(L.ctypes, N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes,
                        ld.ctypes, beta.ctypes, G.ctypes, ld.ctypes)
-                _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
-                       y[lo + done:].ctypes, inc.ctypes, one.ctypes, rhs[r].ctypes, inc.ctypes)
+                if not weighted:
+                    _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
+                           y[lo + done:].ctypes, inc.ctypes, one.ctypes, rhs[r].ctypes,
+                           inc.ctypes)
                 beta[0] = 1.0
+            if base.shape[0] > 0:
+                for k in range(k1):
+                    for l in range(k1):
+                        G[k, l] += base[k, l]
             for k in range(k1):
                 G[k, k] += lam
             w[r, :] = rhs[r, :]
@@ -131,11 +156,17 @@ if _READY:
 
 
 def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
-              counts: np.ndarray, lam_rows: np.ndarray, max_gather: int
+              counts: np.ndarray, lam_rows: np.ndarray, max_gather: int,
+              weight: np.ndarray | None = None, base: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, int]:
     """Solve every row (``n`` ratings from ``start``, ridge ``lam_rows``); returns the
     solutions ``w``, the right-hand sides ``X^T y`` and 0, or the 1-based index of the first
     row whose system is not positive definite (then ``w`` is incomplete).
+
+    With ``weight`` (one value >= 0 per rating) and/or ``base`` (a symmetric ``k1 x k1``
+    matrix) each row's system is ``(base + X^T W X + lam I) w = X^T y``, every row in primal
+    form: the implicit-feedback systems, ``W = C - I`` and ``base = Y^T Y``
+    (:mod:`mfspark.implicit`).
 
     At most ``max_gather`` float64 elements are gathered at once: longer rows are
     accumulated over slices (``syrk`` with ``beta = 1``).  Needs Numba (:func:`available`
@@ -148,10 +179,20 @@ def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
     rhs = np.empty((len(counts), k1))
     if not len(counts):
         return w, rhs, 0
+    if weight is None:
+        scale = np.zeros(0)
+    else:
+        weight = np.asarray(weight, dtype=np.float64)
+        if len(weight) and weight.min() < 0:
+            raise ValueError("row_solve: a rating's weight is negative")
+        scale = np.sqrt(weight)
+    base = np.zeros((0, 0)) if base is None else np.ascontiguousarray(base, np.float64)
+    if base.shape not in ((0, 0), (k1, k1)):
+        raise ValueError(f"row_solve: base must be {k1} x {k1}, got {base.shape}")
     # one dtype per argument: one compiled (and cached) specialization
     failed = _solve_rows(np.ascontiguousarray(F, dtype=np.float64),
                          np.asarray(cols, dtype=np.int64), np.ascontiguousarray(y, np.float64),
                          np.asarray(start, dtype=np.int64), np.asarray(counts, dtype=np.int64),
                          np.asarray(lam_rows, dtype=np.float64), max(1, max_gather // k1),
-                         w, rhs)
+                         scale, base, w, rhs)
     return w, rhs, int(failed)

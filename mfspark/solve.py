@@ -455,6 +455,20 @@ def row_starts(rows: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
 
 
+def compiled_solve(rows: np.ndarray, F: np.ndarray, cols: np.ndarray, y: np.ndarray,
+                   start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray,
+                   max_gather: int, weight: np.ndarray | None = None,
+                   base: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mfspark.kernel.row_solve` (solutions and right-hand sides), with a row it
+    cannot solve named in the :class:`SolveError` (its ``rows`` value and rating count)."""
+    w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam_rows, max_gather,
+                                      weight=weight, base=base)
+    if failed:  # the 1-based position of the first failed row
+        raise SolveError(f"{_NOT_POSITIVE_DEFINITE} (row {rows[start[failed - 1]]}, "
+                         f"{counts[failed - 1]} ratings)")
+    return w, rhs
+
+
 def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 fixed_factors: np.ndarray, fixed_bias: np.ndarray, mu: float,
                 lam: float, reg_scale: str,
@@ -501,10 +515,7 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     method = gram_method(F.shape[1], len(F), max_gather, method,  # chosen once
                          mean_count=len(rows) / max(len(start), 1))
     if method == "compiled":
-        w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam_rows, max_gather)
-        if failed:  # the 1-based position of the first failed row: name that row
-            raise SolveError(f"{_NOT_POSITIVE_DEFINITE} (row {rows[start[failed - 1]]}, "
-                             f"{counts[failed - 1]} ratings)")
+        w, rhs = compiled_solve(rows, F, cols, y, start, counts, lam_rows, max_gather)
     elif method == "rows":
         w, rhs = _row_solve(F, cols, y, start, counts, lam_rows, max_gather)
     else:

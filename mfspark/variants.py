@@ -8,8 +8,9 @@ dispatches to it:
 - explicit, ``nonnegative``: MODEL.md's normal equations (built by
   :func:`mfspark.solve.normal_equations`) solved by NNLS, the factors bounded below by 0 and
   the bias (if fitted) free; ``sse`` is each row's squared training error;
-- implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky or (with
-  ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all* columns
+- implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky (in the
+  compiled row loop of :mod:`mfspark.kernel` wherever :func:`mfspark.solve.gram_method`
+  picks it) or (with ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all* columns
   (the data term of the implicit J), ``bias`` is zero.
 """
 
@@ -20,7 +21,8 @@ import numpy as np
 from mfspark import implicit
 from mfspark.nnls import nnls_solve
 from mfspark.solve import (DEFAULT_MAX_GATHER, BlockSolution, augmented, cholesky_solve,
-                           normal_equations, regularization, row_starts)
+                           compiled_solve, gram_method, normal_equations, regularization,
+                           row_starts)
 
 
 def group_rows(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
@@ -59,6 +61,16 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             raise ValueError("implicit feedback has no biases: pass biases=False")
         F = np.asarray(fixed_factors, dtype=np.float64)
         G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
+        if not nonnegative and gram_method(F.shape[1], len(F), max_gather) == "compiled":
+            # the compiled row loop: no stack of Gram matrices, one posv per row
+            extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
+                                                              reg_scale)
+            w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
+                                  max_gather, weight=extra, base=G)
+            return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
+                                 bias=np.zeros(len(w)),
+                                 sse=implicit.data_term(None, b, lam_rows, cpp, w),
+                                 counts=counts.astype(np.int64))
         A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
                                                        alpha, lam, reg_scale, max_gather)
         w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfspark import reference
+from mfspark import kernel, reference
 from mfspark.config import ALSParams, ConfigError
 from mfspark.implicit import confidence_terms
 from mfspark.nnls import kkt_violation
-from mfspark.solve import init_factors
+from mfspark.solve import SolveError, init_factors
 from mfspark.variants import solve_variant_block
 
 from conftest import random_ratings
@@ -29,8 +29,19 @@ def test_confidence_and_preference_follow_mllib():
     np.testing.assert_array_equal(target, [0.0, 0.0, 2.0, 7.0])  # c p, p = [r > 0]
 
 
+@pytest.fixture(params=["compiled", "python"])
+def row_loop(request, monkeypatch):
+    """Both implementations of the implicit block solve: the compiled row loop (Numba, the
+    default where installed; asserted available, so CI cannot silently skip it) and the
+    NumPy normal equations (``MFSPARK_KERNEL=python``)."""
+    if request.param == "compiled":
+        assert kernel.available()
+    monkeypatch.setenv(kernel.KERNEL_ENV, request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("reg_scale,lam", [("count", 0.1), ("none", 1.5)])
-def test_block_equals_dense_solve(reg_scale, lam):
+def test_block_equals_dense_solve(reg_scale, lam, row_loop):
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=0)
     Y = init_factors(20, 4, seed=1)
     sol = solve_variant_block(users, items, ratings, Y, np.zeros(20), 0.0, lam, reg_scale,
@@ -161,7 +172,17 @@ def test_estimator_nonnegative_keeps_free_biases(spark):
     assert all(b <= a * (1 + 1e-12) for a, b in zip(hist, hist[1:]))
 
 
-def test_gather_budget_smaller_than_a_row_gives_the_same_systems():
+def test_singular_implicit_row_is_named(row_loop):
+    # alpha = 0 and no positive value: lam_u = 0, and Y^T Y of a rank-1 Y is singular
+    Y = np.ones((3, 2))
+    with pytest.raises(SolveError, match="not positive definite") as err:
+        solve_variant_block(np.array([4, 4]), np.array([0, 1]), np.array([-1.0, 0.0]), Y,
+                            np.zeros(3), 0.0, 0.1, "count", biases=False, alpha=0.0)
+    if row_loop == "compiled":
+        assert "row 4, 2 ratings" in str(err.value)
+
+
+def test_gather_budget_smaller_than_a_row_gives_the_same_systems(row_loop):
     users, items, ratings = signed_ratings(12, 40, 0.6, seed=8)
     Y = init_factors(40, 3, seed=2)
     args = (users, items, ratings, Y, np.zeros(40), 0.0, 0.1, "count")

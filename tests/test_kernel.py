@@ -41,6 +41,39 @@ def test_compiled_loop_equals_python_loop(rank, max_gather):
                                    rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("rank", [1, 5, 20])
+@pytest.mark.parametrize("max_gather", [1 << 20, 7 * 21])
+def test_weighted_systems_with_a_base_matrix(rank, max_gather):
+    """The implicit-feedback form: (base + X^T W X + lam I) w = X^T y, short rows included
+    (no dual form: base is not a multiple of I), zero weights included."""
+    F, cols, y, start, counts = _block(rank, seed=10 + rank)
+    rng = np.random.default_rng(rank)
+    weight = rng.uniform(0, 3, len(cols))
+    weight[::5] = 0.0
+    M = rng.standard_normal((rank + 1, rank + 1))
+    base = M @ M.T
+    lam = 0.2 * counts.astype(float)
+    w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam, max_gather,
+                                      weight=weight, base=base)
+    assert failed == 0
+    for r in range(len(counts)):
+        sl = slice(start[r], start[r] + counts[r])
+        X = F[cols[sl]]
+        A = base + (X.T * weight[sl]) @ X + lam[r] * np.eye(rank + 1)
+        np.testing.assert_allclose(rhs[r], X.T @ y[sl], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(w[r], np.linalg.solve(A, X.T @ y[sl]), rtol=1e-9,
+                                   atol=1e-10)
+
+
+def test_bad_weights_and_base_are_refused():
+    F, cols, y, start, counts = _block(2, seed=0)
+    lam = np.ones(len(counts))
+    with pytest.raises(ValueError, match="weight is negative"):
+        kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="base must be 3 x 3"):
+        kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, base=np.eye(2))
+
+
 def test_dual_rows_with_lam_zero_are_solved_in_primal_form_and_reported():
     # one rating, three columns, no ridge: X^T X is singular; row 2 (1-based) is named
     F = augmented(np.ones((2, 2)))
