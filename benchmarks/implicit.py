@@ -145,7 +145,10 @@ def main() -> None:
                                               alpha, systems=tuple(args.systems)).items():
                     model, seconds = timed_fit(est, train_df)
                     row = {"part": "implicit", "system": system, "alpha": alpha,
-                           "nonnegative": nonnegative, "seed": seed, "fit_seconds": seconds,
+                           "nonnegative": nonnegative, "seed": seed, "rank": args.rank,
+                           "reg": args.reg, "iterations": args.iterations,
+                           "holdout": args.holdout, "split_seed": args.split_seed,
+                           "fit_seconds": seconds,
                            **ranking(spark, model, train, test, args.k, alpha, args.reg)}
                     rows.append(row)
                     print(json.dumps(row), flush=True)

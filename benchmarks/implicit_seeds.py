@@ -22,6 +22,12 @@ Variants (what MLlib's ``ALS.train`` does differently, one thing at a time):
 
     .venv/bin/python benchmarks/implicit_seeds.py \\
         --seeds 200 [--variants mfspark items-first mllib-like unit-norm]
+
+``--against mllib.json`` (the ``--json`` rows of ``benchmarks/implicit.py --systems mllib``,
+MLlib fitted in Spark, one row per seed) compares each variant's mean with MLlib's as a
+non-inferiority test: the difference of the means (two independent samples of seeds,
+Welch's standard error), its one-sided 95% lower bound, and whether that bound is above
+``-margin`` (``--margin``, default 0.001): "not worse than MLlib by more than the margin".
 """
 
 from __future__ import annotations
@@ -143,6 +149,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=100, help="model seeds 0 .. N-1")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--csv", help="also write one row per (variant, seed) to this file")
+    p.add_argument("--against", help="benchmarks/implicit.py --json rows: compare every "
+                                     "variant with MLlib's seeds there (non-inferiority)")
+    p.add_argument("--margin", type=float, default=0.001,
+                   help="non-inferiority margin for --against (absolute, per metric)")
     args = p.parse_args()
     ratings = pd.read_csv(args.data, sep="\t", names=["user", "item", "rating", "ts"])
     ratings = ratings[["user", "item", "rating"]].astype({"rating": "float64"})
@@ -176,6 +186,52 @@ def main() -> None:
         print("\npaired, unit-norm minus mfspark (same start directions):")
         for c in cols:
             print(f"  {c}: {d[c].mean():+.5f} +- {d[c].sem():.5f}")
+
+
+    if args.against:
+        reference = mllib_rows(Path(args.against), args)
+        for variant in args.variants:
+            ours = frame[frame["variant"] == variant]
+            print(f"\n{variant} (seeds 0-{args.seeds - 1}) against MLlib in Spark "
+                  f"({len(reference)} seeds, {args.against}), margin {args.margin}:")
+            for c in cols[:2]:
+                print("  " + non_inferiority(c, ours[c].to_numpy(), reference[c].to_numpy(),
+                                             args.margin))
+
+
+#: One-sided 95% normal quantile: the lower confidence bound of a difference.
+Z95 = 1.6449
+
+
+def non_inferiority(name: str, ours: np.ndarray, theirs: np.ndarray, margin: float) -> str:
+    """One line: the difference of the means (``ours - theirs``), Welch's standard error, its
+    one-sided 95% lower bound and the verdict against ``-margin``."""
+    diff = ours.mean() - theirs.mean()
+    se = float(np.sqrt(ours.var(ddof=1) / len(ours) + theirs.var(ddof=1) / len(theirs)))
+    low = diff - Z95 * se
+    verdict = "not worse by more than the margin" if low > -margin else "NOT shown"
+    return (f"{name}: {ours.mean():.5f} vs {theirs.mean():.5f}, difference {diff:+.5f} "
+            f"+- {se:.5f}, 95% lower bound {low:+.5f}: {verdict}")
+
+
+def mllib_rows(path: Path, args: argparse.Namespace) -> pd.DataFrame:
+    """MLlib's implicit rows of a ``benchmarks/implicit.py --json`` file, checked to have
+    been fitted with this run's settings (one row per seed)."""
+    import json
+    frame = pd.DataFrame(json.loads(path.read_text()))
+    frame = frame[(frame["part"] == "implicit") & (frame["system"] == "mllib")
+                  & (~frame["nonnegative"].astype(bool))]
+    settings = {"alpha": args.alpha, "rank": args.rank, "reg": args.reg,
+                "iterations": args.iterations, "holdout": args.holdout,
+                "split_seed": args.split_seed}
+    for name, value in settings.items():
+        if name not in frame or not (frame[name] == value).all():
+            raise SystemExit(f"{path}: MLlib's rows were not all fitted with {name} = {value}")
+    if frame.empty:
+        raise SystemExit(f"{path}: no MLlib implicit rows (nonnegative=False)")
+    if frame["seed"].duplicated().any():
+        raise SystemExit(f"{path}: a seed appears twice")
+    return frame
 
 
 if __name__ == "__main__":

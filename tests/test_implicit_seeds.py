@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 
 import numpy as np
 import pandas as pd
@@ -82,3 +84,31 @@ def test_ranking_equals_mllib_ranking_evaluator(spark, seeds_script):
     for metric, mine in (("precisionAtK", precision), ("ndcgAtK", ndcg)):
         theirs = RankingEvaluator(metricName=metric, k=k).evaluate(evaluated)
         assert mine == pytest.approx(theirs, rel=1e-12)
+
+
+def test_non_inferiority_verdict_and_numbers(seeds_script):
+    theirs = np.array([0.30, 0.32, 0.34, 0.36])
+    ours = np.array([0.33, 0.35, 0.31, 0.29, 0.32])
+    line = seeds_script.non_inferiority("ndcg@10", ours, theirs, margin=0.05)
+    se = np.sqrt(ours.var(ddof=1) / 5 + theirs.var(ddof=1) / 4)  # Welch, by hand
+    assert f"difference {ours.mean() - theirs.mean():+.5f} +- {se:.5f}" in line
+    assert f"lower bound {ours.mean() - theirs.mean() - 1.6449 * se:+.5f}" in line
+    assert line.endswith("not worse by more than the margin")  # bound -0.0367 > -0.05
+    assert seeds_script.non_inferiority("ndcg@10", ours, theirs, 0.03).endswith("NOT shown")
+
+
+def test_mllib_rows_must_match_the_run_settings(seeds_script, tmp_path):
+    row = {"part": "implicit", "system": "mllib", "nonnegative": False, "seed": 0,
+           "alpha": 1.0, "rank": 10, "reg": 0.1, "iterations": 10, "holdout": 0.2,
+           "split_seed": 0, "precision@10": 0.25, "ndcg@10": 0.35}
+    args = argparse.Namespace(alpha=1.0, rank=10, reg=0.1, iterations=10, holdout=0.2,
+                              split_seed=0)
+    path = tmp_path / "mllib.json"
+    path.write_text(json.dumps([row, dict(row, seed=1), dict(row, system="mfspark")]))
+    assert list(seeds_script.mllib_rows(path, args)["seed"]) == [0, 1]
+    path.write_text(json.dumps([row, dict(row, seed=1, rank=20)]))
+    with pytest.raises(SystemExit, match="rank = 10"):
+        seeds_script.mllib_rows(path, args)
+    path.write_text(json.dumps([row, row]))
+    with pytest.raises(SystemExit, match="a seed appears twice"):
+        seeds_script.mllib_rows(path, args)
