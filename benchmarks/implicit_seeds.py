@@ -33,6 +33,7 @@ Welch's standard error), its one-sided 95% lower bound, and whether that bound i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -186,8 +187,6 @@ def main() -> None:
         print("\npaired, unit-norm minus mfspark (same start directions):")
         for c in cols:
             print(f"  {c}: {d[c].mean():+.5f} +- {d[c].sem():.5f}")
-
-
     if args.against:
         reference = mllib_rows(Path(args.against), args)
         for variant in args.variants:
@@ -217,7 +216,6 @@ def non_inferiority(name: str, ours: np.ndarray, theirs: np.ndarray, margin: flo
 def mllib_rows(path: Path, args: argparse.Namespace) -> pd.DataFrame:
     """MLlib's implicit rows of a ``benchmarks/implicit.py --json`` file, checked to have
     been fitted with this run's settings (one row per seed)."""
-    import json
     frame = pd.DataFrame(json.loads(path.read_text()))
     frame = frame[(frame["part"] == "implicit") & (frame["system"] == "mllib")
                   & (~frame["nonnegative"].astype(bool))]

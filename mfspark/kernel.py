@@ -94,7 +94,8 @@ if _READY:
         one, zero, beta = np.ones(1), np.zeros(1), np.zeros(1)
         for r in range(counts.shape[0]):
             lo, n, lam = start[r], counts[r], lam_rows[r]
-            if n < k1 and lam > 0 and not primal_only:  # dual: (X X^T + lam I) a = y, w = X^T a
+            # dual: (X X^T + lam I) a = y, w = X^T a
+            if n < k1 and lam > 0 and not primal_only:
                 for a in range(n):
                     c = cols[lo + a]
                     for k in range(k1):  # (scalar loops: faster than slice copies here)

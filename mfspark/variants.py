@@ -10,8 +10,8 @@ dispatches to it:
   the bias (if fitted) free; ``sse`` is each row's squared training error;
 - implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky (in the
   compiled row loop of :mod:`mfspark.kernel` wherever :func:`mfspark.solve.gram_method`
-  picks it) or (with ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all* columns
-  (the data term of the implicit J), ``bias`` is zero.
+  picks it) or (with ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted
+  loss over *all* columns (the data term of the implicit J), ``bias`` is zero.
 """
 
 from __future__ import annotations
@@ -67,13 +67,11 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                                                               reg_scale)
             w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
                                   max_gather, weight=extra, base=G)
-            return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
-                                 bias=np.zeros(len(w)),
-                                 sse=implicit.data_term(None, b, lam_rows, cpp, w),
-                                 counts=counts.astype(np.int64))
-        A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
-                                                       alpha, lam, reg_scale, max_gather)
-        w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)
+            A = None  # w solves A w = b exactly: data_term needs no A
+        else:
+            A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
+                                                           alpha, lam, reg_scale, max_gather)
+            w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)
         sse = implicit.data_term(A, b, lam_rows, cpp, w)
         return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
                              bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
