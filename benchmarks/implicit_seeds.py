@@ -5,23 +5,24 @@ runs the same implicit half-steps in NumPy (:func:`mfspark.variants.solve_varian
 all rows at once, the block solver the Spark job runs), on the same per-user holdout, with
 the same ranking (training items excluded, top ``--k``) and MLlib's ``RankingEvaluator``
 definitions of precision@k and NDCG@k re-computed in NumPy, for hundreds of seeds in minutes.
-Its ``mfspark`` variant is mfspark's fit (``ALS(implicitPrefs=True, seed=s)``: items start
-from :func:`mfspark.solve.init_factors`, users are solved first), so its numbers for a seed
+Its ``mfspark`` variant is mfspark's fit (``ALS(implicitPrefs=True, seed=s)``: users start
+from :func:`mfspark.solve.init_factors`, items are solved first), so its numbers for a seed
 are those ``benchmarks/implicit.py`` prints for mfspark at that seed.
 
-Variants (what MLlib's ``ALS.train`` does differently, one thing at a time):
+Variants (one thing at a time):
 
-- ``mfspark``: items start ``N(0, 1/K)``, users solved first, float64 factors;
-- ``items-first``: as mfspark but the users start ``N(0, 1/K)`` and items are solved first
-  (MLlib's order: its last half-step solves the users);
+- ``mfspark``: users start ``N(0, 1/K)``, items solved first (MLlib's order: the last
+  half-step solves the users), float64 factors;
+- ``users-first``: the items start ``N(0, 1/K)`` and users are solved first (the explicit
+  model's order, and mfspark's implicit order before it took MLlib's);
 - ``mllib-like``: every start vector Gaussian scaled to unit norm (MLlib's ``initialize``),
   items solved first, factors rounded to float32 after every half-step (MLlib stores
   ``Array[Float]``);
-- ``unit-norm``: mfspark's start directions scaled to unit norm, users first: with the
+- ``unit-norm``: mfspark's start directions scaled to unit norm, items first: with the
   ``mfspark`` variant a paired comparison (common random numbers) of the start's norm alone.
 
     .venv/bin/python benchmarks/implicit_seeds.py \\
-        --seeds 200 [--variants mfspark items-first mllib-like unit-norm]
+        --seeds 200 [--variants mfspark users-first mllib-like unit-norm]
 
 ``--against mllib.json`` (the ``--json`` rows of ``benchmarks/implicit.py --systems mllib``,
 MLlib fitted in Spark, one row per seed) compares each variant's mean with MLlib's as a
@@ -50,7 +51,7 @@ from mfspark.reference import implicit_dense, implicit_objective  # noqa: E402
 from mfspark.solve import init_factors  # noqa: E402
 from mfspark.variants import solve_variant_block  # noqa: E402
 
-VARIANTS = ("mfspark", "items-first", "mllib-like", "unit-norm")
+VARIANTS = ("mfspark", "users-first", "mllib-like", "unit-norm")
 
 
 def per_user_holdout(ratings: pd.DataFrame, fraction: float, seed: int
@@ -114,17 +115,17 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
 
 def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int
         ) -> tuple[np.ndarray, np.ndarray]:
-    users_first = variant in ("mfspark", "unit-norm")
+    users_first = variant == "users-first"
     if variant == "mllib-like":
         rng = np.random.default_rng(seed)
         U = unit_rows(rng.standard_normal((problem.n_users, rank)))
         V = unit_rows(rng.standard_normal((problem.n_items, rank)))
         store = lambda X: X.astype(np.float32).astype(np.float64)  # noqa: E731
-    else:
-        U = init_factors(problem.n_users, rank, seed + 1_000_003)  # used by items-first only
+    else:  # the seeded side starts as mfspark.als.fit starts it; the other is solved first
+        U = init_factors(problem.n_users, rank, seed)
         V = init_factors(problem.n_items, rank, seed)
         if variant == "unit-norm":
-            V = unit_rows(V)
+            U = unit_rows(U)
         store = lambda X: X  # noqa: E731
     for _ in range(iterations):
         if users_first:

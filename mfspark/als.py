@@ -5,11 +5,17 @@
     users = half_step(ratings_by_user, items)   # solve every (u_i, b_i) given (V, c)
     items = half_step(ratings_by_item, users)   # solve every (v_j, c_j) given (U, b)
 
+Implicit feedback runs the two half-steps the other way round, as MLlib's ``ALS.train``
+does: the users start seeded, items are solved first and every iteration ends by fitting
+the users, the side recommendations are queried by, to the final items
+(:func:`half_step_order`).
+
 Each half-step's factors are written under ``work_dir`` (``iter-NNNN/user``,
-``iter-NNNN/item``; the seeded start is ``iter-0000/item``) and read back for the next
-broadcast, so every half-iteration's state is on disk and no Spark lineage grows with the
-iteration count.  The objective J of MODEL.md is recorded after both half-steps of every
-iteration from the residuals the solver returns, without another pass over the ratings.
+``iter-NNNN/item``; the seeded start is ``iter-0000/item``, or ``iter-0000/user`` for
+implicit feedback) and read back for the next broadcast, so every half-iteration's state is
+on disk and no Spark lineage grows with the iteration count.  The objective J of MODEL.md is
+recorded after both half-steps of every iteration from the residuals the solver returns,
+without another pass over the ratings.
 """
 
 from __future__ import annotations
@@ -148,8 +154,20 @@ def positive_counts(ratings_by_block: DataFrame, n: int) -> np.ndarray:
     return counts
 
 
+def half_step_order(params: ALSParams) -> tuple[str, str]:
+    """The side every iteration solves first and the side it solves second; the second side
+    is the one that starts from seeded factors (``iter-0000/<second>``).
+
+    Explicit ratings: users first from seeded items (MODEL.md's order).  Implicit feedback:
+    items first from seeded users, MLlib's order, so the last half-step fits the users to
+    the final items (over 600 seeds on MovieLens 100K it reaches MLlib's objective; see
+    ``benchmarks/implicit_seeds.py``).
+    """
+    return ("item", "user") if params.implicit_prefs else ("user", "item")
+
+
 def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
-        test: DataFrame | None = None, initial_items: np.ndarray | None = None,
+        test: DataFrame | None = None, initial: np.ndarray | None = None,
         on_iteration: Callable[[dict[str, float]], None] | None = None,
         resume: ALSResult | None = None, probe: Accumulator | None = None) -> ALSResult:
     """Run ALS iterations up to ``params.iterations``.
@@ -164,8 +182,10 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
     test : DataFrame, optional
         Held-out ratings (``user_idx``, ``item_idx`` nullable, ``rating``) for a test RMSE
         per iteration.
-    initial_items : ndarray, optional
-        Starting item factors; by default :func:`mfspark.solve.init_factors` with the seed.
+    initial : ndarray, optional
+        Starting factors of the seeded side (:func:`half_step_order`: the items for explicit
+        ratings, the users for implicit feedback); by default
+        :func:`mfspark.solve.init_factors` with the seed.
     on_iteration : callable, optional
         Called with each history entry as soon as the iteration ends.
     resume : ALSResult, optional
@@ -186,38 +206,40 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
                    positive_counts(ratings.by_item, len(ratings.item_counts)))
                   if params.implicit_prefs else None)
     max_gather = gather_limit(params.block_memory_mb, rank)
+    by = {"user": ratings.by_user, "item": ratings.by_item}
+    counts = {"user": ratings.user_counts, "item": ratings.item_counts}
+    first, seeded = half_step_order(params)
     if resume is None:
-        start = initial_items if initial_items is not None else init_factors(
-            len(ratings.item_counts), rank, params.seed)
-        if params.nonnegative and initial_items is None:  # issue 8: start feasible, as MLlib
+        start = initial if initial is not None else init_factors(
+            len(counts[seeded]), rank, params.seed)
+        if params.nonnegative and initial is None:  # issue 8: start feasible, as MLlib
             start = np.abs(start)
-        items = Side(np.array(start, dtype=np.float64), np.zeros(len(ratings.item_counts)),
-                     ratings.item_counts)
-        write_side(spark, f"{iteration_dir(work_dir, 0)}/item", items)
-        resume = ALSResult(mu=mu, users=Side.zeros(ratings.user_counts, rank),
-                           items=items)
+        sides = {first: Side.zeros(counts[first], rank),
+                 seeded: Side(np.array(start, dtype=np.float64), np.zeros(len(counts[seeded])),
+                              counts[seeded])}
+        write_side(spark, f"{iteration_dir(work_dir, 0)}/{seeded}", sides[seeded])
+        resume = ALSResult(mu=mu, users=sides["user"], items=sides["item"])
     result = ALSResult(mu=mu, users=resume.users, items=resume.items,
                        history=list(resume.history))
     for it in range(len(result.history) + 1, params.iterations + 1):
         began = time.perf_counter()
         path = iteration_dir(work_dir, it)
-        half_step(ratings.by_user, result.items, mu, params.reg, params.reg_scale,
-                  "user", f"{path}/user", max_gather, probe, params.fit_biases,
-                  params.nonnegative, alpha)
-        users, sse_user = read_side(spark, f"{path}/user", ratings.user_counts, rank,
-                                    what=f"iteration {it}, user step")
-        half_step(ratings.by_item, users, mu, params.reg, params.reg_scale, "item",
-                  f"{path}/item", max_gather, probe, params.fit_biases, params.nonnegative,
-                  alpha)
-        items, sse = read_side(spark, f"{path}/item", ratings.item_counts, rank,
-                               what=f"iteration {it}, item step")
-        entry = {"iteration": it,
-                 "objective_after_user_step": objective(sse_user, users, result.items, params,
-                                                        reg_counts),
-                 "objective": objective(sse, users, items, params, reg_counts),
+        sides = {"user": result.users, "item": result.items}
+        sse, after = {}, []
+        for side, fixed in ((first, seeded), (seeded, first)):
+            half_step(by[side], sides[fixed], mu, params.reg, params.reg_scale, side,
+                      f"{path}/{side}", max_gather, probe, params.fit_biases,
+                      params.nonnegative, alpha)
+            sides[side], sse[side] = read_side(spark, f"{path}/{side}", counts[side], rank,
+                                               what=f"iteration {it}, {side} step")
+            after.append(objective(sse[side], sides["user"], sides["item"], params,
+                                   reg_counts))
+        users, items = sides["user"], sides["item"]
+        entry = {"iteration": it, f"objective_after_{first}_step": after[0],
+                 "objective": after[1],
                  # implicit feedback: sse is a weighted loss over all pairs, not an RMSE
                  "train_rmse": (math.nan if params.implicit_prefs
-                                else math.sqrt(sse / ratings.count))}
+                                else math.sqrt(sse[seeded] / ratings.count))}
         result.users, result.items = users, items
         if test is not None and not params.implicit_prefs:
             entry["test_rmse"] = evaluate.rmse(test, users, items, mu)

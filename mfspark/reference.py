@@ -120,19 +120,20 @@ def _implicit_half_step(P: np.ndarray, C: np.ndarray, Y: np.ndarray, lam: float,
 
 
 def implicit_als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
-                 n_items: int, item_factors: np.ndarray, lam: float, alpha: float,
+                 n_items: int, user_factors: np.ndarray, lam: float, alpha: float,
                  reg_scale: str, iterations: int) -> ReferenceModel:
-    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008; MLlib's semantics) on dense P and C:
-    no biases, no global mean; J recorded after every iteration."""
+    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008; MLlib's semantics and order) on dense
+    P and C: no biases, no global mean; the users start at ``user_factors``, every iteration
+    solves the items, then the users; J recorded after every iteration."""
     P, C = implicit_dense(users, items, ratings, n_users, n_items, alpha)
-    k = item_factors.shape[1]
-    model = ReferenceModel(mu=0.0, user_factors=np.zeros((n_users, k)),
+    k = user_factors.shape[1]
+    model = ReferenceModel(mu=0.0, user_factors=np.array(user_factors, dtype=np.float64),
                            user_bias=np.zeros(n_users),
-                           item_factors=np.array(item_factors, dtype=np.float64),
+                           item_factors=np.zeros((n_items, k)),
                            item_bias=np.zeros(n_items))
     for _ in range(iterations):
-        model.user_factors = _implicit_half_step(P, C, model.item_factors, lam, reg_scale)
         model.item_factors = _implicit_half_step(P.T, C.T, model.user_factors, lam, reg_scale)
+        model.user_factors = _implicit_half_step(P, C, model.item_factors, lam, reg_scale)
         model.objectives.append(implicit_objective(P, C, model.user_factors,
                                                    model.item_factors, lam, reg_scale))
     return model

@@ -16,8 +16,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from mfspark.als import ALSResult, PartitionedRatings
-from mfspark.config import JobConfig
+from mfspark.als import ALSResult, PartitionedRatings, half_step_order
+from mfspark.config import ALSParams, JobConfig
 from mfspark.halfstep import Side
 from mfspark.io import checkpoints, fs
 from mfspark.io.factors import read_side
@@ -59,7 +59,7 @@ def start(spark: SparkSession, work_dir: str, record: dict[str, Any]) -> None:
 
 
 def resume_point(spark: SparkSession, work_dir: str, record: dict[str, Any],
-                 ratings: PartitionedRatings, rank: int, iterations: int) -> ALSResult | None:
+                 ratings: PartitionedRatings, params: ALSParams) -> ALSResult | None:
     """The state to continue from, or None when nothing usable is stored (then the run
     starts afresh).  Raises :class:`ResumeError` if the stored run is a different one."""
     stored = checkpoints.read_run(spark, work_dir)
@@ -72,18 +72,18 @@ def resume_point(spark: SparkSession, work_dir: str, record: dict[str, Any],
         raise ResumeError(f"cannot resume the run in {work_dir}: it was started with other "
                           f"settings or input ({'; '.join(differ)}). Rerun without --resume "
                           "to start afresh, or restore the original settings.")
-    last = checkpoints.last_complete(spark, work_dir, iterations)
+    first, seeded = half_step_order(params)
+    last = checkpoints.last_complete(spark, work_dir, params.iterations, seeded)
     if last is None:
         log.warning("no complete iteration in %s: starting afresh", work_dir)
         return None
     where = checkpoints.iteration_dir(work_dir, last)
-    items, _ = read_side(spark, f"{where}/item", ratings.item_counts, rank,
-                         what=f"iteration {last}, item step")
-    users = Side.zeros(ratings.user_counts, rank)
-    if last > 0:
-        users, _ = read_side(spark, f"{where}/user", ratings.user_counts, rank,
-                             what=f"iteration {last}, user step")
-    state = ALSResult(mu=ratings.mu, users=users, items=items,
+    counts = {"user": ratings.user_counts, "item": ratings.item_counts}
+    sides = {first: Side.zeros(counts[first], params.rank)}
+    for side in (seeded, first) if last > 0 else (seeded,):
+        sides[side], _ = read_side(spark, f"{where}/{side}", counts[side], params.rank,
+                                   what=f"iteration {last}, {side} step")
+    state = ALSResult(mu=ratings.mu, users=sides["user"], items=sides["item"],
                       history=checkpoints.read_history(spark, work_dir, last))
-    log.info("resuming after iteration %d of %d from %s", last, iterations, work_dir)
+    log.info("resuming after iteration %d of %d from %s", last, params.iterations, work_dir)
     return state

@@ -118,8 +118,8 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
              "%d rejected, %d merged; mu=%.4f", stats.rows, source, counts["used"], parts.count,
              len(users), len(items), num_test, stats.rejected, merged, parts.mu)
     record = resume.run_record(config, parts, counts)
-    state = (resume.resume_point(spark, work_dir, record, parts, config.als.rank,
-                                 config.als.iterations) if resume_run else None)
+    state = (resume.resume_point(spark, work_dir, record, parts, config.als)
+             if resume_run else None)
     if state is None:
         resume.start(spark, work_dir, record)
     # issue 8: the baselines are rating predictors: none for implicit feedback

@@ -30,6 +30,19 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def row_loop(request, monkeypatch):
+    """Both implementations of the implicit and nonnegative block solves: the compiled row
+    loop (Numba, the default where installed; asserted available, so CI cannot silently skip
+    it) and the NumPy normal equations (``MFSPARK_KERNEL=python``)."""
+    from mfspark import kernel
+
+    if request.param == "compiled":
+        assert kernel.available()
+    monkeypatch.setenv(kernel.KERNEL_ENV, request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def ml100k_path() -> str:
     path = SHARED_DATA / "ml-100k" / "u.data"

@@ -19,11 +19,11 @@ def indexed_frame(spark, users, items, ratings):
     return spark.createDataFrame(pdf)
 
 
-def fit_spark(spark, users, items, ratings, params, work_dir, initial_items):
+def fit_spark(spark, users, items, ratings, params, work_dir, initial):
     parts = als.partition(indexed_frame(spark, users, items, ratings),
                           np.bincount(users), np.bincount(items), params)
     try:
-        return als.fit(parts, params, work_dir, initial_items=initial_items)
+        return als.fit(parts, params, work_dir, initial=initial)
     finally:
         parts.unpersist()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfspark import kernel, reference
+from mfspark import reference
 from mfspark.config import ALSParams, ConfigError
 from mfspark.implicit import confidence_terms
 from mfspark.nnls import kkt_violation
@@ -29,17 +29,6 @@ def test_confidence_and_preference_follow_mllib():
     np.testing.assert_array_equal(target, [0.0, 0.0, 2.0, 7.0])  # c p, p = [r > 0]
 
 
-@pytest.fixture(params=["compiled", "python"])
-def row_loop(request, monkeypatch):
-    """Both implementations of the implicit block solve: the compiled row loop (Numba, the
-    default where installed; asserted available, so CI cannot silently skip it) and the
-    NumPy normal equations (``MFSPARK_KERNEL=python``)."""
-    if request.param == "compiled":
-        assert kernel.available()
-    monkeypatch.setenv(kernel.KERNEL_ENV, request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("reg_scale,lam", [("count", 0.1), ("none", 1.5)])
 def test_block_equals_dense_solve(reg_scale, lam, row_loop):
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=0)
@@ -54,7 +43,7 @@ def test_block_equals_dense_solve(reg_scale, lam, row_loop):
     assert np.all(sol.bias == 0)
 
 
-def test_nonnegative_implicit_block_satisfies_kkt():
+def test_nonnegative_implicit_block_satisfies_kkt(row_loop):
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=2)
     Y = init_factors(20, 5, seed=3)
     lam, alpha = 0.1, 2.0
@@ -97,9 +86,9 @@ def test_spark_implicit_equals_dense_reference(spark, tmp_path):
     users, items, ratings = signed_ratings(40, 25, 0.3, seed=11)
     params = ALSParams(rank=4, reg=0.05, iterations=3, implicit_prefs=True, alpha=2.0,
                        num_user_blocks=3, num_item_blocks=2)
-    V0 = init_factors(25, 4, seed=5)
-    got = fit_spark(spark, users, items, ratings, params, str(tmp_path), V0)
-    ref = reference.implicit_als(users, items, ratings, 40, 25, V0, 0.05, 2.0, "count", 3)
+    U0 = init_factors(40, 4, seed=5)  # implicit: the users start seeded, items solved first
+    got = fit_spark(spark, users, items, ratings, params, str(tmp_path), U0)
+    ref = reference.implicit_als(users, items, ratings, 40, 25, U0, 0.05, 2.0, "count", 3)
     assert got.mu == 0.0
     assert rel_err(got.users.factors, ref.user_factors) <= 1e-8
     assert rel_err(got.items.factors, ref.item_factors) <= 1e-8
@@ -113,11 +102,12 @@ def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative)
     users, items, ratings = (signed_ratings if implicit else random_ratings)(50, 30, 0.2, 3)
     params = ALSParams(rank=5, reg=0.05, iterations=6, implicit_prefs=implicit, alpha=4.0,
                        nonnegative=nonnegative, num_user_blocks=2, num_item_blocks=2)
+    first, seeded = ("item", "user") if implicit else ("user", "item")  # MLlib's implicit order
     got = fit_spark(spark, users, items, ratings, params, str(tmp_path),
-                    np.abs(init_factors(30, 5, 1)))
+                    np.abs(init_factors(50 if seeded == "user" else 30, 5, 1)))
     trail = []
     for h in got.history:
-        trail += [h["objective_after_user_step"], h["objective"]]
+        trail += [h[f"objective_after_{first}_step"], h["objective"]]
     assert np.all(np.diff(trail) <= 1e-9 * np.abs(np.array(trail[:-1]))), trail
     assert trail[-1] < trail[0]
     if nonnegative:
@@ -137,7 +127,7 @@ def test_estimator_implicit_and_recommendations_score_without_biases(spark):
                                "user long, item long, rating double")
     model = ALS(rank=3, maxIter=2, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=4,
                 numUserBlocks=2, numItemBlocks=2).fit(df)
-    ref = reference.implicit_als(users, items, ratings, 30, 20, init_factors(20, 3, 4), 0.1,
+    ref = reference.implicit_als(users, items, ratings, 30, 20, init_factors(30, 3, 4), 0.1,
                                  5.0, "count", 2)
     uf = {r["id"]: r for r in model.userFactors.collect()}
     vf = {r["id"]: r for r in model.itemFactors.collect()}

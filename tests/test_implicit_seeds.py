@@ -43,9 +43,9 @@ def test_mfspark_variant_is_the_estimators_fit(spark, seeds_script):
         pdf = side.toPandas().sort_values("id")
         np.testing.assert_allclose(got, np.stack(pdf["features"].to_numpy()), rtol=1e-5,
                                    atol=1e-6)
-    # and it is the dense oracle started from init_factors(n_items, rank, seed)
+    # and it is the dense oracle started from init_factors(n_users, rank, seed)
     ref = reference.implicit_als(problem.u, problem.i, problem.r, problem.n_users,
-                                 problem.n_items, init_factors(problem.n_items, 3, 3), 0.05, 2.0,
+                                 problem.n_items, init_factors(problem.n_users, 3, 3), 0.05, 2.0,
                                  "count", 2)
     np.testing.assert_allclose(U, ref.user_factors, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(V, ref.item_factors, rtol=1e-9, atol=1e-12)
@@ -53,9 +53,9 @@ def test_mfspark_variant_is_the_estimators_fit(spark, seeds_script):
 
 def test_unit_norm_variant_only_rescales_the_start(seeds_script):
     _, problem = small_problem(seeds_script)
-    V0 = init_factors(problem.n_items, 3, 5)
+    U0 = init_factors(problem.n_users, 3, 5)
     U, V = seeds_script.fit(problem, "unit-norm", seed=5, rank=3, iterations=1)
-    start = V0 / np.linalg.norm(V0, axis=1, keepdims=True)
+    start = U0 / np.linalg.norm(U0, axis=1, keepdims=True)
     ref = reference.implicit_als(problem.u, problem.i, problem.r, problem.n_users,
                                  problem.n_items, start, 0.05, 2.0, "count", 1)
     np.testing.assert_allclose(U, ref.user_factors, rtol=1e-9, atol=1e-12)

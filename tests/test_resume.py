@@ -4,6 +4,7 @@ model as an uninterrupted run, a different run is refused, and no plan grows wit
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,35 @@ def test_killed_run_resumes_to_the_uninterrupted_model(spark, tmp_path):
     assert [h["objective"] for h in got_meta["history"]] == pytest.approx(
         [h["objective"] for h in want_meta["history"]], rel=1e-12)
     assert got_meta["counts"] == want_meta["counts"]
+
+
+def test_implicit_run_resumes_from_its_seeded_users(spark, tmp_path):
+    """Implicit feedback seeds the users (``iter-0000/user``) and solves items first: a run
+    cut after its seeded start or after iteration 1, with the next item step half-written,
+    resumes to the uninterrupted model."""
+    csv = write_csv(tmp_path / "r.csv")
+    flags = {**FLAGS, "iterations": 3, "implicit_prefs": True, "alpha": 2.0}
+    whole = train(spark, cfg.override(cfg.JobConfig(), path=csv, out=str(tmp_path / "whole"),
+                                      **flags))
+    seeded = tmp_path / "whole" / "iterations" / "iter-0000"
+    assert (seeded / "user" / "_SUCCESS").exists() and not (seeded / "item").exists()
+    want, _ = factors(spark, whole.model_dir)
+    for done in (0, 1):
+        out = tmp_path / f"cut-{done}"
+        shutil.copytree(tmp_path / "whole", out)
+        shutil.rmtree(out / "model")
+        for it in range(done + 1, 4):
+            shutil.rmtree(out / "iterations" / f"iter-{it:04d}")
+        (out / "iterations" / f"iter-{done + 1:04d}" / "item").mkdir(parents=True)  # no commit
+        assert last_complete(spark, f"file:{out}/iterations", 3, "user") == done
+        config = cfg.override(cfg.JobConfig(), path=csv, out=str(out), **flags)
+        resumed = train(spark, config, resume_run=True)
+        assert resumed.metadata["resumed_after_iteration"] == done
+        assert [h["iteration"] for h in resumed.metadata["history"]] == [1, 2, 3]
+        got, _ = factors(spark, resumed.model_dir)
+        for side in got:
+            np.testing.assert_array_equal(got[side][0], want[side][0])
+            np.testing.assert_allclose(got[side][1], want[side][1], rtol=0, atol=1e-9)
 
 
 def test_no_plan_grows_with_the_iteration_count(spark, tmp_path, monkeypatch):

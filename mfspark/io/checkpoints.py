@@ -3,7 +3,8 @@
 ::
 
     _run.json                  the settings and input fingerprint the run started with
-    iter-0000/item/            seeded initial item factors (Parquet, half-step layout)
+    iter-0000/item/            seeded initial item factors (Parquet, half-step layout);
+                               implicit feedback seeds the users: iter-0000/user/
     iter-NNNN/user/, item/     factors after iteration N's half-steps
     iter-NNNN/history.json     iteration N's history entry, written after both half-steps
 
@@ -52,21 +53,24 @@ def read_history(spark: SparkSession, work_dir: str, last: int) -> list[dict[str
             for it in range(1, last + 1)]
 
 
-def is_complete(spark: SparkSession, work_dir: str, iteration: int) -> bool:
-    """Whether iteration ``iteration`` (0: the initial factors) is fully on disk."""
+def is_complete(spark: SparkSession, work_dir: str, iteration: int,
+                seeded: str = "item") -> bool:
+    """Whether iteration ``iteration`` (0: the initial factors of the ``seeded`` side) is
+    fully on disk."""
     path = iteration_dir(work_dir, iteration)
     if iteration == 0:
-        return fs.exists(spark, f"{path}/item/{SUCCESS}")
+        return fs.exists(spark, f"{path}/{seeded}/{SUCCESS}")
     return all(fs.exists(spark, p) for p in (f"{path}/user/{SUCCESS}", f"{path}/item/{SUCCESS}",
                                               f"{path}/history.json"))
 
 
-def last_complete(spark: SparkSession, work_dir: str, most: int) -> int | None:
+def last_complete(spark: SparkSession, work_dir: str, most: int,
+                  seeded: str = "item") -> int | None:
     """The last iteration ``k <= most`` such that iterations ``0..k`` are all complete, or
-    None when not even the initial factors are."""
+    None when not even the initial factors (of the ``seeded`` side) are."""
     last = None
     for it in range(0, most + 1):
-        if not is_complete(spark, work_dir, it):
+        if not is_complete(spark, work_dir, it, seeded):
             break
         last = it
     return last
