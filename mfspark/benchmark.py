@@ -135,10 +135,10 @@ def run_mllib(data: Split, params: ALSParams) -> dict[str, Any]:
 def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
     """The same math in this process on collected arrays (single-threaded BLAS if
     OPENBLAS_NUM_THREADS=1): what mfspark would cost without any distribution."""
-    if params.implicit_prefs or params.nonnegative:
+    if params.implicit_prefs or params.nonnegative or not params.fit_biases:
         raise ValueError("the in-process NumPy floor (system 'numpy') covers the default "
-                         "model only: drop it from --systems with --implicit-prefs or "
-                         "--nonnegative")
+                         "model only: drop it from --systems with --implicit-prefs, "
+                         "--nonnegative or --no-biases")
     spark = data.train.sparkSession
     users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
     table = with_indices(data.train, users, items).select("user_idx", "item_idx", "rating").toArrow()
@@ -173,7 +173,8 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
             r["time_vs_mllib"] = r["fit_seconds"] / mllib["fit_seconds"]
             r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
-                 nonnegative=params.nonnegative)
+                 nonnegative=params.nonnegative,
+                 biases=params.fit_biases and r["system"] != "mllib")  # MLlib has none
     return rows
 
 

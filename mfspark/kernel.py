@@ -17,6 +17,12 @@ The same loop solves the implicit-feedback systems (:mod:`mfspark.implicit`),
 ``sqrt(c - 1)`` before the ``syrk``, ``Y^T Y`` is added to the Gram matrix, and every row is
 solved in primal form.
 
+With a ``bound`` mask the loop solves each row's nonnegative least-squares problem on the
+Gram matrix it just built (``w_k >= 0`` on the bound coordinates; :mod:`mfspark.nnls` has the
+method and its NumPy twin): block principal pivoting, started from the unconstrained
+solution (round one is the ``posv`` above), each later round one ``posv`` on the passive
+coordinates' subsystem.  No stack of Gram matrices is ever held.
+
 Numba is optional: without it (or with ``MFSPARK_KERNEL=python`` in the environment, read in
 each Python worker) :func:`available` is False and the solver runs the Python loop.  The
 compiled function is cached on disk (``cache=True``: next to this file, or Numba's user-wide
@@ -43,6 +49,10 @@ except ImportError:  # pragma: no cover - exercised where Numba is absent
 
 #: Set to ``python`` to run the Python loop even where Numba is installed.
 KERNEL_ENV = "MFSPARK_KERNEL"
+
+#: Nonnegative solves: relative tolerance under which a negative value counts as zero
+#: (round-off), here and in :mod:`mfspark.nnls`.
+NNLS_TOLERANCE = 1e-10
 
 
 def _register() -> bool:
@@ -74,14 +84,92 @@ if _READY:
     _dposv = types.ExternalFunction("mfspark_dposv", types.void(*[_p] * 8))
 
     @njit(cache=True)
-    def _solve_rows(F, cols, y, start, counts, lam_rows, step, scale, base, w,
+    def _nnls_row(G, b, bound, w, full, sub, x, passive, flip, L, ld, n_, inc, info,
+                  max_rounds, tol):  # pragma: no cover
+        # block principal pivoting for min 1/2 w^T A w - b^T w, w_k >= 0 where bound[k],
+        # A the upper triangle of G (row-major: dsyrk's Fortran lower); returns the rounds
+        # used (0: not converged, -1: a passive subsystem not positive definite)
+        k1 = b.shape[0]
+        for i in range(k1):
+            for j in range(i, k1):
+                full[i, j] = G[i, j]
+                full[j, i] = G[i, j]
+        scale_g = 0.0
+        for i in range(k1):
+            passive[i] = True  # round one: the unconstrained solution
+            scale_g = max(scale_g, abs(b[i]))
+        scale_g = tol * max(scale_g, 1.0)
+        best, budget = k1 + 1, 3
+        for rnd in range(1, max_rounds + 1):
+            p = 0
+            for i in range(k1):
+                if passive[i]:
+                    q = 0
+                    for j in range(k1):
+                        if passive[j]:
+                            sub[p, q] = full[i, j]
+                            q += 1
+                    x[p] = b[i]
+                    p += 1
+            if p > 0:
+                n_[0] = p
+                _dposv(L.ctypes, n_.ctypes, inc.ctypes, sub.ctypes, ld.ctypes, x.ctypes,
+                       ld.ctypes, info.ctypes)
+                if info[0] != 0:
+                    return -1
+            q = 0
+            scale_w = 0.0
+            for i in range(k1):
+                if passive[i]:
+                    w[i] = x[q]
+                    q += 1
+                    scale_w = max(scale_w, abs(w[i]))
+                else:
+                    w[i] = 0.0
+            scale_w = tol * max(scale_w, 1.0)
+            n_bad, last = 0, -1
+            for i in range(k1):
+                if not bound[i]:
+                    continue
+                if passive[i]:
+                    bad = w[i] < -scale_w
+                else:
+                    g = -b[i]
+                    for j in range(k1):
+                        g += full[i, j] * w[j]
+                    bad = g < -scale_g
+                flip[i] = bad
+                if bad:
+                    n_bad += 1
+                    last = i
+            if n_bad == 0:
+                for i in range(k1):
+                    if bound[i] and w[i] < 0.0:
+                        w[i] = 0.0  # round-off below zero
+                return rnd
+            if n_bad < best:
+                best, budget = n_bad, 3
+            elif budget >= 1:
+                budget -= 1
+            else:  # backup rule: flip only the largest violating index
+                flip[:] = False
+                flip[last] = True
+            for i in range(k1):
+                if flip[i]:
+                    passive[i] = not passive[i]
+        return 0
+
+    @njit(cache=True)
+    def _solve_rows(F, cols, y, start, counts, lam_rows, step, scale, base, bound, w,
                     rhs):  # pragma: no cover
         # (compiled: coverage cannot see inside; the tests check it against the Python loop)
         # ``scale`` (empty: all ones) multiplies each gathered row, ``base`` (empty: none)
         # is added to every Gram matrix: the implicit-feedback systems
+        # ``bound`` (empty: none) marks the coordinates held >= 0: each row's NNLS problem
         k1 = F.shape[1]
         weighted = scale.shape[0] > 0
-        primal_only = weighted or base.shape[0] > 0
+        constrained = bound.shape[0] > 0
+        primal_only = weighted or base.shape[0] > 0 or constrained
         longest = 1
         for r in range(counts.shape[0]):
             n = counts[r]
@@ -92,6 +180,10 @@ if _READY:
         ld, inc, n_ = np.array([k1], np.int32), np.array([1], np.int32), np.zeros(1, np.int32)
         info = np.zeros(1, np.int32)
         one, zero, beta = np.ones(1), np.zeros(1), np.zeros(1)
+        full, sub = np.empty((k1, k1)), np.empty((k1, k1))
+        x = np.empty(k1)
+        passive, flip = np.empty(k1, np.bool_), np.zeros(k1, np.bool_)
+        m_ = np.zeros(1, np.int32)
         for r in range(counts.shape[0]):
             lo, n, lam = start[r], counts[r], lam_rows[r]
             # dual: (X X^T + lam I) a = y, w = X^T a
@@ -148,6 +240,12 @@ if _READY:
                         G[k, l] += base[k, l]
             for k in range(k1):
                 G[k, k] += lam
+            if constrained:
+                used = _nnls_row(G, rhs[r], bound, w[r], full, sub, x, passive, flip, L, ld,
+                                 m_, inc, info, 10 * k1 + 50, NNLS_TOLERANCE)
+                if used <= 0:
+                    return r + 1 if used < 0 else -(r + 1)
+                continue
             w[r, :] = rhs[r, :]
             _dposv(L.ctypes, ld.ctypes, inc.ctypes, G.ctypes, ld.ctypes, w[r].ctypes,
                    ld.ctypes, info.ctypes)
@@ -158,11 +256,18 @@ if _READY:
 
 def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
               counts: np.ndarray, lam_rows: np.ndarray, max_gather: int,
-              weight: np.ndarray | None = None, base: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, int]:
+              weight: np.ndarray | None = None, base: np.ndarray | None = None,
+              bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Solve every row (``n`` ratings from ``start``, ridge ``lam_rows``); returns the
     solutions ``w``, the right-hand sides ``X^T y`` and 0, or the 1-based index of the first
-    row whose system is not positive definite (then ``w`` is incomplete).
+    row whose system is not positive definite, or (with ``bound``) minus the 1-based index of
+    the first row whose NNLS did not converge in ``10 k1 + 50`` rounds (then ``w`` is
+    incomplete).
+
+    With ``bound`` (a boolean mask of length ``k1``) each row's solution minimizes the same
+    quadratic subject to ``w_k >= 0`` where ``bound[k]`` (nonnegative factors, the bias
+    free): the solution of the NNLS problem, which satisfies its KKT conditions
+    (:func:`mfspark.nnls.kkt_violation`).
 
     With ``weight`` (one value >= 0 per rating) and/or ``base`` (a symmetric ``k1 x k1``
     matrix) each row's system is ``(base + X^T W X + lam I) w = X^T y``, every row in primal
@@ -190,10 +295,13 @@ def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
     base = np.zeros((0, 0)) if base is None else np.ascontiguousarray(base, np.float64)
     if base.shape not in ((0, 0), (k1, k1)):
         raise ValueError(f"row_solve: base must be {k1} x {k1}, got {base.shape}")
+    bound = np.zeros(0, np.bool_) if bound is None else np.asarray(bound, dtype=np.bool_)
+    if bound.shape not in ((0,), (k1,)):
+        raise ValueError(f"row_solve: bound must have length {k1}, got {bound.shape}")
     # one dtype per argument: one compiled (and cached) specialization
     failed = _solve_rows(np.ascontiguousarray(F, dtype=np.float64),
                          np.asarray(cols, dtype=np.int64), np.ascontiguousarray(y, np.float64),
                          np.asarray(start, dtype=np.int64), np.asarray(counts, dtype=np.int64),
                          np.asarray(lam_rows, dtype=np.float64), max(1, max_gather // k1),
-                         scale, base, w, rhs)
+                         scale, base, bound, w, rhs)
     return w, rhs, int(failed)

@@ -19,6 +19,10 @@ guarantees termination.  Every round solves all still-unfinished rows of the sta
 batched Cholesky (:func:`mfspark.solve.cholesky_solve`): the passive subsystem is embedded in
 a full-size SPD matrix by putting identity rows on the bound coordinates.
 
+Where Numba is installed the ALS solvers run the same method row by row inside the compiled
+row loop instead (:func:`mfspark.kernel.row_solve` with ``bound``; same tolerance, same
+solution); this module is its NumPy twin, the path without Numba, and the test oracle's.
+
 KKT conditions at the solution (checked by :func:`kkt_violation`): ``w_k >= 0``,
 ``g_k >= 0`` and ``w_k g_k = 0`` on constrained coordinates, ``g_k = 0`` on free ones.
 """
@@ -27,10 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfspark.kernel import NNLS_TOLERANCE as TOLERANCE
 from mfspark.solve import SolveError, cholesky_solve
-
-#: Relative tolerance under which a negative value counts as zero (round-off).
-TOLERANCE = 1e-10
 
 
 def _passive_solve(gram: np.ndarray, rhs: np.ndarray,

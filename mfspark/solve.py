@@ -458,14 +458,17 @@ def row_starts(rows: np.ndarray) -> np.ndarray:
 def compiled_solve(rows: np.ndarray, F: np.ndarray, cols: np.ndarray, y: np.ndarray,
                    start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray,
                    max_gather: int, weight: np.ndarray | None = None,
-                   base: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   base: np.ndarray | None = None,
+                   bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`mfspark.kernel.row_solve` (solutions and right-hand sides), with a row it
     cannot solve named in the :class:`SolveError` (its ``rows`` value and rating count)."""
     w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam_rows, max_gather,
-                                      weight=weight, base=base)
-    if failed:  # the 1-based position of the first failed row
-        raise SolveError(f"{_NOT_POSITIVE_DEFINITE} (row {rows[start[failed - 1]]}, "
-                         f"{counts[failed - 1]} ratings)")
+                                      weight=weight, base=base, bound=bound)
+    if failed:  # the 1-based position of the first failed row, negative: NNLS rounds
+        at = abs(failed) - 1
+        what = (_NOT_POSITIVE_DEFINITE if failed > 0
+                else "nonnegative least squares did not converge")
+        raise SolveError(f"{what} (row {rows[start[at]]}, {counts[at]} ratings)")
     return w, rhs
 
 

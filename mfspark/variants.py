@@ -1,17 +1,20 @@
 """The block solver of the model variants beyond MODEL.md's default: implicit feedback
-(:mod:`mfspark.implicit`) and nonnegative factors (:mod:`mfspark.nnls`), in NumPy only.
+(:mod:`mfspark.implicit`) and nonnegative factors (:mod:`mfspark.nnls`).
 
 :func:`solve_variant_block` has the contract of :func:`mfspark.solve.solve_block` (same
 inputs, a :class:`~mfspark.solve.BlockSolution` out) so that the Spark half-step only
 dispatches to it:
 
-- explicit, ``nonnegative``: MODEL.md's normal equations (built by
-  :func:`mfspark.solve.normal_equations`) solved by NNLS, the factors bounded below by 0 and
-  the bias (if fitted) free; ``sse`` is each row's squared training error;
-- implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky (in the
-  compiled row loop of :mod:`mfspark.kernel` wherever :func:`mfspark.solve.gram_method`
-  picks it) or (with ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted
-  loss over *all* columns (the data term of the implicit J), ``bias`` is zero.
+- explicit, ``nonnegative``: MODEL.md's normal equations solved by NNLS, the factors bounded
+  below by 0 and the bias (if fitted) free; ``sse`` is each row's squared training error;
+- implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky or (with
+  ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all*
+  columns (the data term of the implicit J), ``bias`` is zero.
+
+Both are solved in the compiled row loop of :mod:`mfspark.kernel` (each row's system built
+and solved in place, NNLS included) wherever :func:`mfspark.solve.gram_method` picks it, and
+otherwise from a NumPy stack of the rows' systems (:func:`mfspark.solve.normal_equations`,
+:func:`mfspark.nnls.nnls_solve`).
 """
 
 from __future__ import annotations
@@ -61,13 +64,14 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             raise ValueError("implicit feedback has no biases: pass biases=False")
         F = np.asarray(fixed_factors, dtype=np.float64)
         G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
-        if not nonnegative and gram_method(F.shape[1], len(F), max_gather) == "compiled":
-            # the compiled row loop: no stack of Gram matrices, one posv per row
+        if gram_method(F.shape[1], len(F), max_gather) == "compiled":
+            # the compiled row loop: no stack of Gram matrices, one posv (NNLS: a few) per row
             extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
                                                               reg_scale)
             w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
-                                  max_gather, weight=extra, base=G)
-            A = None  # w solves A w = b exactly: data_term needs no A
+                                  max_gather, weight=extra, base=G,
+                                  bound=np.ones(F.shape[1], bool) if nonnegative else None)
+            A = None  # w^T A w = w . b at the (NNLS) solution: data_term needs no A
         else:
             A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
                                                            alpha, lam, reg_scale, max_gather)
@@ -77,17 +81,24 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                              bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
     y = ratings - np.asarray(fixed_bias)[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
-    A, b = normal_equations(F, cols, y, start, counts, max_gather)
-    k1 = A.shape[1]
+    k1 = F.shape[1]
     lam_rows = regularization(counts, lam, reg_scale)
-    A[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
     free = np.zeros(k1, dtype=bool)
     free[-1] = biases  # the bias coordinate is never bounded
-    w = nnls_solve(A, b, free=free) if nonnegative else cholesky_solve(A, b)
     yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)
-    # ||y - X w||^2 = y.y - 2 w.b + w^T (A - lam I) w, for any w
-    sse = (yy - 2 * np.einsum("rk,rk->r", w, b) + np.einsum("rk,rkl,rl->r", w, A, w)
-           - lam_rows * np.einsum("rk,rk->r", w, w))
+    if gram_method(k1, len(F), max_gather) == "compiled":
+        # the compiled row loop: each row's Gram matrix built, then its NNLS solved in place
+        w, b = compiled_solve(rows, F, cols, y, start, counts, lam_rows, max_gather,
+                              bound=~free if nonnegative else None)
+        # ||y - X w||^2 = y.y - 2 w.b + w^T (A - lam I) w, and w^T A w = w.b at the solution
+        sse = yy - np.einsum("rk,rk->r", w, b) - lam_rows * np.einsum("rk,rk->r", w, w)
+    else:
+        A, b = normal_equations(F, cols, y, start, counts, max_gather)
+        A[:, np.arange(k1), np.arange(k1)] += lam_rows[:, None]
+        w = nnls_solve(A, b, free=free) if nonnegative else cholesky_solve(A, b)
+        # ||y - X w||^2 = y.y - 2 w.b + w^T (A - lam I) w, for any w
+        sse = (yy - 2 * np.einsum("rk,rk->r", w, b) + np.einsum("rk,rkl,rl->r", w, A, w)
+               - lam_rows * np.einsum("rk,rk->r", w, w))
     factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
     return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
                          sse=np.maximum(sse, 0.0), counts=counts.astype(np.int64))

@@ -106,10 +106,11 @@ def test_benchmark_nonnegative_and_implicit_against_mllib(spark, tmp_path):
              ).write.parquet(str(data))
     job = load_job("benchmark")
     rows = job.main(["--ratings", str(data), "--out", str(tmp_path / "nn"), "--ranks", "2",
-                     "--iterations", "2", "--nonnegative"])
+                     "--iterations", "2", "--nonnegative", "--no-biases"])
     by_system = {r["system"]: r for r in rows}
     assert {"mfspark", "mllib"} <= set(by_system) and "numpy" not in by_system
     assert by_system["mfspark"]["nonnegative"] and by_system["mllib"]["nonnegative"]
+    assert by_system["mfspark"]["biases"] is False  # MLlib's u . v model on both sides
     assert 0 < by_system["mfspark"]["test_rmse"] < 5 and 0 < by_system["mllib"]["test_rmse"] < 5
     rows = job.main(["--ratings", str(data), "--out", str(tmp_path / "imp"), "--ranks", "2",
                      "--iterations", "2", "--implicit-prefs", "--alpha", "3"])

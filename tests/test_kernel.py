@@ -1,12 +1,14 @@
-"""The compiled row loop (:mod:`mfspark.kernel`) against the Python loop it replaces."""
+"""The compiled row loop (:mod:`mfspark.kernel`) against the Python loop it replaces and
+the batched NumPy NNLS (:mod:`mfspark.nnls`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mfspark import kernel
-from mfspark.solve import _row_solve, augmented, row_starts
+from mfspark import kernel, solve
+from mfspark.nnls import kkt_violation, nnls_solve
+from mfspark.solve import SolveError, _row_solve, augmented, row_starts
 
 pytestmark = pytest.mark.skipif(not kernel.available(), reason="Numba is not installed")
 
@@ -65,6 +67,46 @@ def test_weighted_systems_with_a_base_matrix(rank, max_gather):
                                    atol=1e-10)
 
 
+@pytest.mark.parametrize("rank", [1, 5, 20])
+@pytest.mark.parametrize("max_gather", [1 << 20, 7 * 21])
+@pytest.mark.parametrize("free_last", [True, False])
+def test_bounded_rows_solve_their_nnls(rank, max_gather, free_last):
+    """With ``bound``, each row's solution is the batched NumPy NNLS of its rebuilt system:
+    explicit rows (bias free or not), and implicit ones (weights and a base matrix)."""
+    F, cols, y, start, counts = _block(rank, seed=20 + rank)
+    k1 = rank + 1
+    free = np.zeros(k1, bool)
+    free[-1] = free_last
+    lam = 0.2 * counts.astype(float)
+    rng = np.random.default_rng(rank)
+    weight = rng.uniform(0, 3, len(cols))
+    M = rng.standard_normal((k1, k1))
+    for extra in ({}, {"weight": weight, "base": M @ M.T}):
+        w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam, max_gather,
+                                          bound=~free, **extra)
+        assert failed == 0
+        A = np.empty((len(counts), k1, k1))
+        for r in range(len(counts)):
+            sl = slice(start[r], start[r] + counts[r])
+            X = F[cols[sl]]
+            wx = X.T * extra["weight"][sl] if extra else X.T
+            A[r] = wx @ X + lam[r] * np.eye(k1) + (extra["base"] if extra else 0)
+            np.testing.assert_allclose(rhs[r], X.T @ y[sl], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(w, nnls_solve(A, rhs, free=free), rtol=1e-9, atol=1e-10)
+        assert kkt_violation(A, rhs, w, free).max() < 1e-9
+        assert np.all(w[:, ~free] >= 0) and np.any(w[:, ~free] == 0)  # the bound is active
+        assert np.any(w[:, ~free] > 0)
+
+
+def test_nnls_failure_is_told_apart_from_a_singular_row(monkeypatch):
+    rows, start, counts = np.array([7, 7, 9]), np.array([0, 2]), np.array([2, 1])
+    for failed, message in ((2, "not positive definite"), (-2, "did not converge")):
+        monkeypatch.setattr(kernel, "row_solve", lambda *a, **k: (None, None, failed))
+        with pytest.raises(SolveError, match=f"{message}.*row 9, 1 ratings"):
+            solve.compiled_solve(rows, np.ones((2, 2)), rows, np.ones(3), start, counts,
+                                 np.ones(2), 1 << 20, bound=np.ones(2, bool))
+
+
 def test_bad_weights_and_base_are_refused():
     F, cols, y, start, counts = _block(2, seed=0)
     lam = np.ones(len(counts))
@@ -72,6 +114,8 @@ def test_bad_weights_and_base_are_refused():
         kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, weight=-np.ones(len(y)))
     with pytest.raises(ValueError, match="base must be 3 x 3"):
         kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, base=np.eye(2))
+    with pytest.raises(ValueError, match="bound must have length 3"):
+        kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, bound=np.ones(2, bool))
 
 
 def test_dual_rows_with_lam_zero_are_solved_in_primal_form_and_reported():

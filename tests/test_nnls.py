@@ -73,7 +73,7 @@ def test_round_limit_is_reported():
 
 
 @pytest.mark.parametrize("biases", [True, False])
-def test_nonnegative_block_satisfies_kkt_of_its_least_squares(biases):
+def test_nonnegative_block_satisfies_kkt_of_its_least_squares(biases, row_loop):
     users, items, ratings = random_ratings(30, 20, 0.3, seed=6)
     rng = np.random.default_rng(7)
     V, c, mu, lam = np.abs(rng.standard_normal((20, 4))), rng.standard_normal(20), 3.0, 0.2
