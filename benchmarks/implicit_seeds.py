@@ -84,11 +84,13 @@ class Problem:
         self.relevant = [(int(np.searchsorted(uid, u)), {icol[i] for i in items if i in icol},
                           len(items)) for u, items in relevant.items() if u in set(uid)]
 
-    def half_step(self, side: str, fixed: np.ndarray) -> np.ndarray:
+    def half_step(self, side: str, fixed: np.ndarray, cg_steps: int = 0,
+                  previous: np.ndarray | None = None) -> np.ndarray:
         rows, cols, n = ((self.u, self.i, self.n_users) if side == "user"
                          else (self.i, self.u, self.n_items))
         sol = solve_variant_block(rows, cols, self.r, fixed, np.zeros(len(fixed)), 0.0,
-                                  self.reg, "count", biases=False, alpha=self.alpha)
+                                  self.reg, "count", biases=False, alpha=self.alpha,
+                                  cg_steps=cg_steps, previous=previous)
         out = np.zeros((n, fixed.shape[1]))
         out[sol.rows] = sol.factors
         return out
@@ -113,27 +115,31 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int
-        ) -> tuple[np.ndarray, np.ndarray]:
+def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
+        cg_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One seed's fit; ``cg_steps``: conjugate-gradient half-steps from the solved side's
+    current factors (``ALS(cgSteps=...)``) instead of exact solves."""
     users_first = variant == "users-first"
     if variant == "mllib-like":
         rng = np.random.default_rng(seed)
         U = unit_rows(rng.standard_normal((problem.n_users, rank)))
         V = unit_rows(rng.standard_normal((problem.n_items, rank)))
         store = lambda X: X.astype(np.float32).astype(np.float64)  # noqa: E731
-    else:  # the seeded side starts as mfspark.als.fit starts it; the other is solved first
-        U = init_factors(problem.n_users, rank, seed)
-        V = init_factors(problem.n_items, rank, seed)
+    else:  # as mfspark.als.fit: the seeded side from init_factors, the other at zero
+        U = (np.zeros((problem.n_users, rank)) if users_first
+             else init_factors(problem.n_users, rank, seed))
+        V = (init_factors(problem.n_items, rank, seed) if users_first
+             else np.zeros((problem.n_items, rank)))
         if variant == "unit-norm":
             U = unit_rows(U)
         store = lambda X: X  # noqa: E731
     for _ in range(iterations):
         if users_first:
-            U = store(problem.half_step("user", V))
-            V = store(problem.half_step("item", U))
+            U = store(problem.half_step("user", V, cg_steps, U))
+            V = store(problem.half_step("item", U, cg_steps, V))
         else:
-            V = store(problem.half_step("item", U))
-            U = store(problem.half_step("user", V))
+            V = store(problem.half_step("item", U, cg_steps, V))
+            U = store(problem.half_step("user", V, cg_steps, U))
     return U, V
 
 
@@ -150,6 +156,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seeds", type=int, default=100, help="model seeds 0 .. N-1")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--cg-steps", type=int, default=0,
+                   help="conjugate-gradient steps per row instead of exact solves (0: exact)")
     p.add_argument("--csv", help="also write one row per (variant, seed) to this file")
     p.add_argument("--against", help="benchmarks/implicit.py --json rows: compare every "
                                      "variant with MLlib's seeds there (non-inferiority)")
@@ -165,9 +173,10 @@ def main() -> None:
     for variant in args.variants:
         began = time.perf_counter()
         for seed in range(args.seeds):
-            U, V = fit(problem, variant, seed, args.rank, args.iterations)
+            U, V = fit(problem, variant, seed, args.rank, args.iterations, args.cg_steps)
             prec, ndcg = problem.ranking(U, V, k)
-            rows.append({"variant": variant, "seed": seed, f"precision@{k}": prec,
+            rows.append({"variant": variant, "cg_steps": args.cg_steps, "seed": seed,
+                         f"precision@{k}": prec,
                          f"ndcg@{k}": ndcg, "train_objective": implicit_objective(
                              problem.P, problem.C, U, V, args.reg, "count")})
         print(f"{variant}: {args.seeds} fits in {time.perf_counter() - began:.0f} s",

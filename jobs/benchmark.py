@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "benchmarks/implicit.py for ranking metrics)")
     p.add_argument("--alpha", type=float, default=1.0, help="implicit confidence slope")
     p.add_argument("--nonnegative", action="store_true", help="both fit factors >= 0")
+    p.add_argument("--cg-steps", type=int, default=0, metavar="N",
+                   help="with --implicit-prefs: mfspark takes N conjugate-gradient steps per "
+                        "row instead of the exact solve (default 0: exact)")
     p.add_argument("--no-biases", dest="biases", action="store_false", default=None,
                    help="mfspark fits no biases (with --nonnegative: MLlib's u . v model, "
                         "no global mean; default: biases for explicit ratings)")
@@ -112,14 +115,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         warm_up(data, ALSParams(rank=min(args.ranks), reg=args.reg, reg_scale=args.reg_scale,
                                 seed=args.seed, implicit_prefs=args.implicit_prefs,
                                 alpha=args.alpha, nonnegative=args.nonnegative,
-                                biases=args.biases),
+                                biases=args.biases, cg_steps=args.cg_steps),
                 str(out / "warmup"), args.systems)
     for rank in args.ranks:
         params = ALSParams(rank=rank, reg=args.reg, reg_scale=args.reg_scale,
                            iterations=args.iterations, seed=args.seed,
                            num_user_blocks=args.blocks, num_item_blocks=args.blocks,
                            implicit_prefs=args.implicit_prefs, alpha=args.alpha,
-                           nonnegative=args.nonnegative, biases=args.biases)
+                           nonnegative=args.nonnegative, biases=args.biases,
+                           cg_steps=args.cg_steps)
         measured = repeated(data, params, str(out / "work"), args.systems, args.repeat)
         runs += measured
         result = summarize(measured)

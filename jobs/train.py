@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
                    help="implicit-feedback confidence slope, >= 0 (default 1.0)")
     p.add_argument("--nonnegative", action=argparse.BooleanOptionalAction, default=None,
                    help="constrain the factors to be >= 0; biases stay free (default: no)")
+    p.add_argument("--cg-steps", type=int, metavar="N",
+                   help="implicit feedback: N conjugate-gradient steps per row from its "
+                        "previous factors instead of the exact solve (default 0: exact)")
     p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
                    help="fit user and item biases (default: yes, except with "
                         "--implicit-prefs)")
@@ -90,7 +93,7 @@ def settings(args: argparse.Namespace) -> cfg.JobConfig:
             "timestamp_col", "out", "rank", "reg", "reg_scale", "iterations", "seed",
             "test_fraction", "split_seed", "num_user_blocks", "num_item_blocks",
             "on_bad_rows", "duplicates", "rating_range", "block_memory_mb",
-            "implicit_prefs", "alpha", "nonnegative", "biases")
+            "implicit_prefs", "alpha", "nonnegative", "biases", "cg_steps")
     return cfg.override(base, **{k: getattr(args, k) for k in keys})
 
 

@@ -109,6 +109,7 @@ def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]
             else evaluate.rmse(known, fitted.users, fitted.items, fitted.mu))
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
             "test_rmse": rmse, "train_rmse": fitted.history[-1]["train_rmse"],
+            "objective": fitted.history[-1]["objective"],
             "jvm_peak_heap_mb": jvm_peak_heap_mb(spark), "num_users": len(users),
             "num_items": len(items)}
 
@@ -174,7 +175,8 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
             r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
                  nonnegative=params.nonnegative,
-                 biases=params.fit_biases and r["system"] != "mllib")  # MLlib has none
+                 biases=params.fit_biases and r["system"] != "mllib",  # MLlib has none
+                 cg_steps=params.cg_steps if r["system"] == "mfspark" else 0)
     return rows
 
 

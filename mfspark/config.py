@@ -67,6 +67,10 @@ class ALSParams:
     """Confidence slope of implicit feedback (MLlib's ``alpha``, >= 0; unused otherwise)."""
     nonnegative: bool = False
     """Constrain the factors to be >= 0 (NNLS per row; the biases stay free)."""
+    cg_steps: int = 0
+    """Implicit feedback only: 0 solves each row's system exactly (Cholesky); N >= 1 takes N
+    conjugate-gradient steps from the row's previous factors instead (as the ``implicit``
+    library does): approximate, cheaper at high rank, J still never increases."""
 
     @property
     def fit_biases(self) -> bool:
@@ -100,6 +104,12 @@ class ALSParams:
         _require(self.fit_biases or self.rank >= 1, "als.rank", self.rank,
                  ">= 1 when als.biases is false or als.implicit_prefs is true (no biases: "
                  "nothing would be fitted)")
+        _require(isinstance(self.cg_steps, int) and not isinstance(self.cg_steps, bool)
+                 and self.cg_steps >= 0, "als.cg_steps", self.cg_steps, "an integer >= 0")
+        _require(self.cg_steps == 0 or (self.implicit_prefs and not self.nonnegative),
+                 "als.cg_steps", self.cg_steps, "0 unless als.implicit_prefs is true and "
+                 "als.nonnegative false (conjugate gradient serves the unconstrained implicit "
+                 "systems only)")
         for name in ("num_user_blocks", "num_item_blocks"):
             value = getattr(self, name)
             _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",

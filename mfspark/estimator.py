@@ -54,7 +54,8 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
                  coldStartStrategy: str = "nan", blockSize: int = 4096,
                  predictionCol: str = "prediction", regScale: str = "count",
                  biases: bool | None = None, workDir: str | None = None,
-                 minRating: float | None = None, maxRating: float | None = None) -> None:
+                 minRating: float | None = None, maxRating: float | None = None,
+                 cgSteps: int = 0) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
@@ -99,6 +100,9 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
     def setNonnegative(self, value: bool) -> "ALS":
         return self._set(nonnegative=value)
 
+    def setCgSteps(self, value: int) -> "ALS":
+        return self._set(cgSteps=value)
+
     def setBiases(self, value: bool) -> "ALS":
         return self._set(biases=value)
 
@@ -138,7 +142,8 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
             biases=self.getBiases(),
             implicit_prefs=self.getOrDefault(self.implicitPrefs),
             alpha=float(self.getOrDefault(self.alpha)),
-            nonnegative=self.getOrDefault(self.nonnegative))
+            nonnegative=self.getOrDefault(self.nonnegative),
+            cg_steps=self.getOrDefault(self.cgSteps))
 
     def _work_dir(self, spark: SparkSession) -> tuple[str, bool]:
         """(directory, whether it is temporary and deleted after fitting)."""

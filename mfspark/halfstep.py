@@ -413,7 +413,8 @@ def memory_probe(spark: SparkSession) -> Accumulator:
 def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
               reg_scale: str, side: str, path: str, max_gather: int = DEFAULT_MAX_GATHER,
               probe: Accumulator | None = None, biases: bool = True,
-              nonnegative: bool = False, alpha: float | None = None) -> None:
+              nonnegative: bool = False, alpha: float | None = None, cg_steps: int = 0,
+              previous: np.ndarray | None = None) -> None:
     """Solve every row of ``ratings_by_block`` given the broadcast ``fixed`` side and write
     the solution (:data:`SOLUTION_SCHEMA`) as Parquet to ``path``.
 
@@ -422,12 +423,16 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
     ``biases=False`` fits factors only (biases stay zero).  ``nonnegative`` and ``alpha``
     (implicit feedback) select :func:`mfspark.variants.solve_variant_block`; for implicit
     feedback the fixed side's ``Y^T Y`` is computed here, on the driver, and broadcast.
+    ``cg_steps`` (implicit feedback) takes that many conjugate-gradient steps from the solved
+    side's ``previous`` factors, broadcast beside the fixed side's, instead of solving
+    exactly.
     """
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
     # --- issue 8: dispatch to the implicit / nonnegative solver ---
     variant = nonnegative or alpha is not None
     fixed_gram = sc.broadcast(gramian(fixed.factors)) if alpha is not None else None
+    start = sc.broadcast(previous) if cg_steps and previous is not None else None
 
     def solve(block: pd.DataFrame) -> pd.DataFrame:
         factors, bias = fixed_state.value
@@ -440,7 +445,8 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
                 sol = solve_variant_block(
                     rows, cols, ratings, factors, bias, mu, lam, reg_scale, max_gather,
                     biases=biases, nonnegative=nonnegative, alpha=alpha,
-                    fixed_gram=fixed_gram.value if fixed_gram is not None else None)
+                    fixed_gram=fixed_gram.value if fixed_gram is not None else None,
+                    cg_steps=cg_steps, previous=start.value if start is not None else None)
             else:
                 sol = solve_block(rows, cols, ratings, factors, bias, mu, lam, reg_scale,
                                   max_gather, biases=biases)
@@ -459,5 +465,6 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
          .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
     finally:
         fixed_state.destroy()
-        if fixed_gram is not None:  # issue 8
-            fixed_gram.destroy()
+        for extra in (fixed_gram, start):  # issue 8
+            if extra is not None:
+                extra.destroy()

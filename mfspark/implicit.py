@@ -91,10 +91,35 @@ def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,
 
 
 def data_term(A: np.ndarray | None, b: np.ndarray, lam_rows: np.ndarray, cpp: np.ndarray,
-              x: np.ndarray) -> np.ndarray:
+              x: np.ndarray, xAx: np.ndarray | None = None) -> np.ndarray:
     """Each row's ``sum_{all i} c (p - x . y_i)^2`` from its system (see the module
-    docstring); exact for any ``x``, clipped at 0 against round-off.  ``A=None``: ``x``
-    solves ``A x = b`` exactly, so ``x^T A x = x . b`` (the compiled solver keeps no ``A``)."""
+    docstring); exact for any ``x``, clipped at 0 against round-off.  Without ``A`` (the
+    compiled solver keeps none) ``xAx``, each row's ``x^T A x``, is used, or, when that is
+    not given either, ``x . b``: exact when ``x`` solves ``A x = b`` (or its NNLS)."""
     xb = np.einsum("rk,rk->r", x, b)
-    xAx = xb if A is None else np.einsum("rk,rkl,rl->r", x, A, x)
+    if xAx is None:
+        xAx = xb if A is None else np.einsum("rk,rkl,rl->r", x, A, x)
     return np.maximum(cpp - 2 * xb + xAx - lam_rows * np.einsum("rk,rk->r", x, x), 0.0)
+
+
+def cg_solve(A: np.ndarray, b: np.ndarray, x0: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` conjugate-gradient steps on every row's SPD system ``A x = b`` from ``x0``
+    (the stack at once): each step minimizes ``1/2 x^T A x - b^T x`` over a growing Krylov
+    space around ``x0``, so no step increases it, and ``k`` steps solve a ``k x k`` system up
+    to round-off.  The NumPy twin of the compiled loop's conjugate gradient
+    (:func:`mfspark.kernel.cg_rows`)."""
+    x = np.array(x0, dtype=np.float64)
+    r = b - np.einsum("rkl,rl->rk", A, x)
+    p = r.copy()
+    rr = np.einsum("rk,rk->r", r, r)
+    for _ in range(steps):
+        live = rr > 0  # a row already solved exactly stays put
+        Ap = np.einsum("rkl,rl->rk", A, p)
+        pAp = np.einsum("rk,rk->r", p, Ap)
+        step = np.where(live, rr / np.where(live, pAp, 1.0), 0.0)
+        x += step[:, None] * p
+        r -= step[:, None] * Ap
+        rr_next = np.einsum("rk,rk->r", r, r)
+        p = r + np.where(live, rr_next / np.where(live, rr, 1.0), 0.0)[:, None] * p
+        rr = rr_next
+    return x

@@ -23,6 +23,10 @@ method and its NumPy twin): block principal pivoting, started from the unconstra
 solution (round one is the ``posv`` above), each later round one ``posv`` on the passive
 coordinates' subsystem.  No stack of Gram matrices is ever held.
 
+:func:`cg_rows` is the implicit model's approximate alternative (``cg_steps``): a few
+conjugate-gradient steps per row from its previous factors, matrix-free (three ``gemv`` per
+step on the gathered rows and ``Y^T Y``).
+
 Numba is optional: without it (or with ``MFSPARK_KERNEL=python`` in the environment, read in
 each Python worker) :func:`available` is False and the solver runs the Python loop.  The
 compiled function is cached on disk (``cache=True``: next to this file, or Numba's user-wide
@@ -252,6 +256,99 @@ if _READY:
             if info[0] != 0:
                 return r + 1
         return 0
+
+
+if _READY:
+    @njit(cache=True)
+    def _apply(X, n, wt, G, lam, v, t, out, N, T, kk, n_, ld, inc, one,
+               zero):  # pragma: no cover
+        # out = (G + X^T W X + lam I) v for the row's gathered X (n x k, row-major: the
+        # Fortran k x n matrix X^T): three gemv calls
+        _dgemv(N.ctypes, kk.ctypes, kk.ctypes, one.ctypes, G.ctypes, ld.ctypes, v.ctypes,
+               inc.ctypes, zero.ctypes, out.ctypes, inc.ctypes)  # G symmetric
+        n_[0] = n
+        _dgemv(T.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, v.ctypes,
+               inc.ctypes, zero.ctypes, t.ctypes, inc.ctypes)  # t = X v
+        for a in range(n):
+            t[a] *= wt[a]
+        _dgemv(N.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, t.ctypes,
+               inc.ctypes, one.ctypes, out.ctypes, inc.ctypes)  # += X^T (w t)
+        for i in range(v.shape[0]):
+            out[i] += lam * v[i]
+
+    @njit(cache=True)
+    def _cg_rows(F, cols, weight, target, start, counts, lam_rows, G, x, steps, rhs,
+                 xAx):  # pragma: no cover
+        k = F.shape[1]
+        longest = 1
+        for r in range(counts.shape[0]):
+            longest = max(longest, counts[r])
+        X, t, wt = np.empty((longest, k)), np.empty(longest), np.empty(longest)
+        r_, p_, Ap = np.empty(k), np.empty(k), np.empty(k)
+        N, T = np.array([78], np.uint8), np.array([84], np.uint8)
+        kk, ld, n_ = np.array([k], np.int32), np.array([k], np.int32), np.zeros(1, np.int32)
+        inc, one, zero = np.array([1], np.int32), np.ones(1), np.zeros(1)
+        for r in range(counts.shape[0]):
+            lo, n, lam = start[r], counts[r], lam_rows[r]
+            for i in range(k):
+                rhs[r, i] = 0.0
+            for a in range(n):
+                c, tg = cols[lo + a], target[lo + a]
+                wt[a] = weight[lo + a]
+                for i in range(k):
+                    v = F[c, i]
+                    X[a, i] = v
+                    rhs[r, i] += tg * v
+            xr = x[r]
+            _apply(X, n, wt, G, lam, xr, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+            rr = 0.0
+            for i in range(k):
+                r_[i] = rhs[r, i] - Ap[i]
+                p_[i] = r_[i]
+                rr += r_[i] * r_[i]
+            for _ in range(steps):
+                if rr <= 0.0:
+                    break
+                _apply(X, n, wt, G, lam, p_, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+                pAp = 0.0
+                for i in range(k):
+                    pAp += p_[i] * Ap[i]
+                step = rr / pAp
+                rr_next = 0.0
+                for i in range(k):
+                    xr[i] += step * p_[i]
+                    r_[i] -= step * Ap[i]
+                    rr_next += r_[i] * r_[i]
+                for i in range(k):
+                    p_[i] = r_[i] + (rr_next / rr) * p_[i]
+                rr = rr_next
+            _apply(X, n, wt, G, lam, xr, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+            q = 0.0
+            for i in range(k):
+                q += xr[i] * Ap[i]
+            xAx[r] = q
+
+
+def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
+            start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray, base: np.ndarray,
+            x0: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``steps`` conjugate-gradient steps on every row's implicit system
+    ``(base + X^T W X + lam I) x = X^T target`` from ``x0`` (one row each), never forming
+    the matrix: each product costs ``K^2 + 2 n K``.  Returns ``x``, the right-hand sides and
+    each row's ``x^T A x`` (for the objective; ``x`` is not an exact solution).  Needs Numba.
+    """
+    if not _READY:
+        raise RuntimeError("the compiled solver needs Numba (pip install numba)")
+    k = F.shape[1]
+    x = np.array(x0, dtype=np.float64, order="C")
+    rhs, xAx = np.empty((len(counts), k)), np.empty(len(counts))
+    if len(counts):
+        _cg_rows(np.ascontiguousarray(F, dtype=np.float64), np.asarray(cols, dtype=np.int64),
+                 np.ascontiguousarray(weight, np.float64),
+                 np.ascontiguousarray(target, np.float64), np.asarray(start, dtype=np.int64),
+                 np.asarray(counts, dtype=np.int64), np.asarray(lam_rows, dtype=np.float64),
+                 np.ascontiguousarray(base, np.float64), x, int(steps), rhs, xAx)
+    return x, rhs, xAx
 
 
 def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,

@@ -103,6 +103,10 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
                                  TypeConverters.toFloat)
     nonnegative: Param[bool] = _param("nonnegative", "constrain the factors to be >= 0 "
                                       "(biases stay free)", TypeConverters.toBoolean)
+    cgSteps: Param[int] = _param(
+        "cgSteps", "implicit feedback: 0 solves each row exactly (Cholesky); N >= 1 takes N "
+        "conjugate-gradient steps from the row's previous factors instead (approximate, "
+        "cheaper at high rank)", TypeConverters.toInt)
     regScale: Param[str] = _param(
         "regScale", "'count': regParam times each row's rating count (MLlib's meaning, "
         "ALS-WR); 'none': plain lambda on every parameter (MODEL.md)", TypeConverters.toString)
@@ -118,7 +122,8 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         super().__init__(*args)
         self._setDefault(rank=10, maxIter=10, regParam=0.1, numUserBlocks=10,
                          numItemBlocks=10, ratingCol="rating", implicitPrefs=False, alpha=1.0,
-                         nonnegative=False, checkpointInterval=10, seed=0, regScale="count")
+                         nonnegative=False, checkpointInterval=10, seed=0, regScale="count",
+                         cgSteps=0)
 
     def getRank(self) -> int:
         """The rank K."""
@@ -144,6 +149,10 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         """Whether the factors are constrained to be >= 0."""
         return self.getOrDefault(self.nonnegative)
 
+    def getCgSteps(self) -> int:
+        """Conjugate-gradient steps per row and half-step (0: exact solves)."""
+        return self.getOrDefault(self.cgSteps)
+
     def getRatingCol(self) -> str:
         """The column of ratings."""
         return self.getOrDefault(self.ratingCol)
@@ -165,6 +174,10 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         if self.getOrDefault(self.implicitPrefs) and self.getBiases():
             raise ParamError("biases=True is not supported with implicitPrefs=True (the "
                              "implicit model has no biases); leave biases unset or False")
+        steps = self.getOrDefault(self.cgSteps)
+        if steps < 0 or (steps and (not self.getImplicitPrefs() or self.getNonnegative())):
+            raise ParamError(f"cgSteps must be >= 0, and 0 unless implicitPrefs=True and "
+                             f"nonnegative=False; got {steps}")
         if self.getRegScale() not in REG_SCALES:
             raise ParamError(f"regScale must be one of {REG_SCALES}, got {self.getRegScale()!r}")
         for name, low in (("rank", 0), ("maxIter", 1), ("numUserBlocks", 1),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfspark import implicit
+from mfspark import implicit, kernel
 from mfspark.nnls import nnls_solve
 from mfspark.solve import (DEFAULT_MAX_GATHER, BlockSolution, augmented, cholesky_solve,
                            compiled_solve, gram_method, normal_equations, regularization,
@@ -49,14 +49,19 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                         lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER,
                         biases: bool = True, nonnegative: bool = False,
                         alpha: float | None = None,
-                        fixed_gram: np.ndarray | None = None) -> BlockSolution:
-    """Exact half-step of the implicit and/or nonnegative model for every row of a block.
+                        fixed_gram: np.ndarray | None = None, cg_steps: int = 0,
+                        previous: np.ndarray | None = None) -> BlockSolution:
+    """Half-step of the implicit and/or nonnegative model for every row of a block: exact,
+    or with ``cg_steps`` conjugate-gradient steps from ``previous``.
 
     Parameters are those of :func:`mfspark.solve.solve_block`, plus ``nonnegative``
     (factors >= 0), ``alpha`` (None: explicit feedback; a number: implicit feedback with
     confidence ``1 + alpha |r|``) and ``fixed_gram``, the fixed side's ``Y^T Y``
     (:func:`mfspark.implicit.gramian`; computed here when not given).  Implicit feedback
-    ignores ``fixed_bias`` and ``mu`` and needs ``biases=False``.
+    ignores ``fixed_bias`` and ``mu`` and needs ``biases=False``.  ``cg_steps`` (implicit,
+    not nonnegative) replaces the exact solve by that many conjugate-gradient steps started
+    from the rows' ``previous`` factors (the solved side's current factors, indexed like
+    ``rows``; default zeros).
     """
     rows, cols, ratings, start, counts = group_rows(rows, cols, ratings)
     if alpha is not None:
@@ -64,7 +69,24 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             raise ValueError("implicit feedback has no biases: pass biases=False")
         F = np.asarray(fixed_factors, dtype=np.float64)
         G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
-        if gram_method(F.shape[1], len(F), max_gather) == "compiled":
+        xAx = None
+        compiled = gram_method(F.shape[1], len(F), max_gather) == "compiled"
+        if cg_steps:
+            if nonnegative:
+                raise ValueError("conjugate gradient serves the unconstrained systems only")
+            x0 = (np.zeros((len(start), F.shape[1])) if previous is None
+                  else np.asarray(previous, dtype=np.float64)[rows[start]])
+            if compiled:  # matrix-free: no K x K matrix per row, K^2 + 2 n K per step
+                extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
+                                                                  reg_scale)
+                w, b, xAx = kernel.cg_rows(F, cols, extra, target, start, counts, lam_rows,
+                                           G, x0, cg_steps)
+                A = None
+            else:
+                A, b, lam_rows, cpp = implicit.implicit_system(
+                    F, G, cols, ratings, start, counts, alpha, lam, reg_scale, max_gather)
+                w = implicit.cg_solve(A, b, x0, cg_steps)
+        elif compiled:
             # the compiled row loop: no stack of Gram matrices, one posv (NNLS: a few) per row
             extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
                                                               reg_scale)
@@ -76,7 +98,7 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
                                                            alpha, lam, reg_scale, max_gather)
             w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)
-        sse = implicit.data_term(A, b, lam_rows, cpp, w)
+        sse = implicit.data_term(A, b, lam_rows, cpp, w, xAx)
         return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
                              bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
     y = ratings - np.asarray(fixed_bias)[cols] - mu

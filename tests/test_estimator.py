@@ -95,6 +95,8 @@ def test_copy_and_set_params():
     ({"regParam": 0.0}, "regParam must be > 0, got 0.0"),
     ({"maxIter": 0}, "maxIter must be >= 1, got 0"),
     ({"rank": 0, "biases": False}, "als.rank must be >= 1 when als.biases is false"),
+    ({"cgSteps": 3}, "cgSteps must be >= 0, and 0 unless implicitPrefs=True"),
+    ({"cgSteps": -1, "implicitPrefs": True}, "cgSteps must be >= 0"),
 ])
 def test_bad_params_fail_before_any_work(data, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -125,6 +127,8 @@ def test_blocks_default_to_the_cluster_unless_set():
     assert params.num_user_blocks is None and params.num_item_blocks is None  # ... not used
     params = ALS(numUserBlocks=3).setNumItemBlocks(5).training_params()
     assert (params.num_user_blocks, params.num_item_blocks) == (3, 5)
+    assert ALS().training_params().cg_steps == 0
+    assert ALS(implicitPrefs=True).setCgSteps(3).training_params().cg_steps == 3
 
 
 def test_every_mllib_setter_and_getter_exists():

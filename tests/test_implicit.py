@@ -71,6 +71,10 @@ def test_implicit_needs_no_biases():
     ({"implicit_prefs": True, "biases": True}, "als.biases must be false or unset when "
                                                "als.implicit_prefs is true"),
     ({"implicit_prefs": True, "rank": 0}, "als.rank must be >= 1"),
+    ({"cg_steps": 3}, "als.cg_steps must be 0 unless als.implicit_prefs is true"),
+    ({"implicit_prefs": True, "nonnegative": True, "cg_steps": 3},
+     "als.cg_steps must be 0 unless als.implicit_prefs is true and als.nonnegative false"),
+    ({"implicit_prefs": True, "cg_steps": -1}, "als.cg_steps must be an integer >= 0"),
 ])
 def test_bad_settings_are_named(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -197,3 +201,69 @@ def test_spark_nonnegative_without_biases_is_mllibs_model(spark, tmp_path):
         X = U[users[sel]]
         A = X.T @ X + 0.1 * sel.sum() * np.eye(3)
         assert kkt_violation(A[None], (X.T @ ratings[sel])[None], V[j][None])[0] < 1e-9
+
+
+def test_conjugate_gradient_block_decreases_each_row_and_converges(row_loop):
+    """cg_steps: a few steps from the previous factors lower every row's quadratic (never
+    raise it), the loss is that of the approximate solution, and K steps are the exact
+    solve; the compiled loop and the NumPy stack give the same iterates."""
+    users, items, ratings = signed_ratings(30, 20, 0.25, seed=5)
+    Y, lam, alpha = init_factors(20, 4, seed=6), 0.1, 2.0
+    previous = init_factors(30, 4, seed=7)
+    P, C = reference.implicit_dense(users, items, ratings, 30, 20, alpha)
+    args = (users, items, ratings, Y, np.zeros(20), 0.0, lam, "count")
+    exact = solve_variant_block(*args, biases=False, alpha=alpha)
+    two = solve_variant_block(*args, biases=False, alpha=alpha, cg_steps=2, previous=previous)
+    full = solve_variant_block(*args, biases=False, alpha=alpha, cg_steps=4, previous=previous)
+    np.testing.assert_allclose(full.factors, exact.factors, rtol=1e-8, atol=1e-10)
+    assert np.abs(two.factors - exact.factors).max() > 1e-4  # two steps are not the solution
+    for n, u in enumerate(two.rows):
+        A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(4)
+        b = (Y.T * C[u]) @ P[u]
+        f = lambda x: 0.5 * x @ A @ x - b @ x  # noqa: E731
+        assert f(two.factors[n]) <= f(previous[u]) + 1e-12
+        assert f(full.factors[n]) <= f(two.factors[n]) + 1e-12
+        loss = np.sum(C[u] * (P[u] - Y @ two.factors[n]) ** 2)
+        assert two.sse[n] == pytest.approx(loss, rel=1e-9)
+    np.testing.assert_allclose(two.factors, reference_cg(users, items, ratings, Y, previous,
+                                                         lam, alpha, 2), rtol=1e-9, atol=1e-12)
+
+
+def reference_cg(users, items, ratings, Y, previous, lam, alpha, steps):
+    """Textbook conjugate gradient, one dense row at a time."""
+    P, C = reference.implicit_dense(users, items, ratings, len(previous), len(Y), alpha)
+    out = np.array(previous, dtype=float)
+    for u in range(len(previous)):
+        A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(Y.shape[1])
+        x = out[u]
+        r = (Y.T * C[u]) @ P[u] - A @ x
+        p = r.copy()
+        for _ in range(steps):
+            a = (r @ r) / (p @ A @ p)
+            x = x + a * p
+            r_next = r - a * (A @ p)
+            p = r_next + (r_next @ r_next) / (r @ r) * p
+            r = r_next
+        out[u] = x
+    return out
+
+
+def test_spark_conjugate_gradient_never_increases_the_objective(spark, tmp_path):
+    users, items, ratings = signed_ratings(50, 30, 0.2, 3)
+    common = dict(rank=5, reg=0.05, iterations=5, implicit_prefs=True, alpha=4.0,
+                  num_user_blocks=2, num_item_blocks=2)
+    U0 = init_factors(50, 5, 1)
+    cg = fit_spark(spark, users, items, ratings, ALSParams(**common, cg_steps=2),
+                   str(tmp_path / "cg"), U0)
+    trail = []
+    for h in cg.history:
+        trail += [h["objective_after_item_step"], h["objective"]]
+    assert np.all(np.diff(trail) <= 1e-9 * np.abs(np.array(trail[:-1]))), trail
+    P, C = reference.implicit_dense(users, items, ratings, 50, 30, 4.0)
+    assert trail[-1] == pytest.approx(reference.implicit_objective(
+        P, C, cg.users.factors, cg.items.factors, 0.05, "count"), rel=1e-9)
+    exact = fit_spark(spark, users, items, ratings, ALSParams(**common), str(tmp_path / "x"), U0)
+    many = fit_spark(spark, users, items, ratings, ALSParams(**common, cg_steps=5),
+                     str(tmp_path / "many"), U0)  # K steps: the exact solve
+    np.testing.assert_allclose(many.users.factors, exact.users.factors, rtol=1e-7, atol=1e-9)
+    assert not np.allclose(cg.users.factors, exact.users.factors, atol=1e-6)

@@ -31,6 +31,8 @@ def test_flags_and_toml_keys_reach_the_config(tmp_path):
         ["--implicit-prefs", "--alpha", "40", "--nonnegative"])).als
     assert (c.implicit_prefs, c.alpha, c.nonnegative, c.fit_biases) == (True, 40.0, True, False)
     assert not train_job.settings(train_job.parser().parse_args(["--no-biases"])).als.fit_biases
+    assert train_job.settings(train_job.parser().parse_args(
+        ["--implicit-prefs", "--cg-steps", "3"])).als.cg_steps == 3
     path = tmp_path / "implicit.toml"
     path.write_text("[als]\nimplicit_prefs = true\nalpha = 10\nnonnegative = true\n")
     c = cfg.load(path).als

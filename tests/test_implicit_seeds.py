@@ -51,6 +51,21 @@ def test_mfspark_variant_is_the_estimators_fit(spark, seeds_script):
     np.testing.assert_allclose(V, ref.item_factors, rtol=1e-9, atol=1e-12)
 
 
+def test_mfspark_variant_with_conjugate_gradient_is_the_estimators_fit(spark, seeds_script):
+    frame, problem = small_problem(seeds_script)
+    train, _ = seeds_script.per_user_holdout(frame, 0.25, 1)
+    U, V = seeds_script.fit(problem, "mfspark", seed=3, rank=3, iterations=2, cg_steps=1)
+    model = ALS(rank=3, maxIter=2, regParam=0.05, implicitPrefs=True, alpha=2.0, seed=3,
+                cgSteps=1, userCol="user", itemCol="item", ratingCol="rating",
+                numUserBlocks=2, numItemBlocks=2).fit(spark.createDataFrame(train))
+    for got, side in ((U, model.userFactors), (V, model.itemFactors)):
+        pdf = side.toPandas().sort_values("id")
+        np.testing.assert_allclose(got, np.stack(pdf["features"].to_numpy()), rtol=1e-5,
+                                   atol=1e-6)
+    exact, _ = seeds_script.fit(problem, "mfspark", seed=3, rank=3, iterations=2)
+    assert np.abs(U - exact).max() > 1e-3  # one step is not the exact solve
+
+
 def test_unit_norm_variant_only_rescales_the_start(seeds_script):
     _, problem = small_problem(seeds_script)
     U0 = init_factors(problem.n_users, 3, 5)
