@@ -432,7 +432,7 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
     # --- issue 8: dispatch to the implicit / nonnegative solver ---
     variant = nonnegative or alpha is not None
     fixed_gram = sc.broadcast(gramian(fixed.factors)) if alpha is not None else None
-    start = sc.broadcast(previous) if cg_steps and previous is not None else None
+    warm = sc.broadcast(previous) if cg_steps and previous is not None else None
 
     def solve(block: pd.DataFrame) -> pd.DataFrame:
         factors, bias = fixed_state.value
@@ -446,7 +446,7 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
                     rows, cols, ratings, factors, bias, mu, lam, reg_scale, max_gather,
                     biases=biases, nonnegative=nonnegative, alpha=alpha,
                     fixed_gram=fixed_gram.value if fixed_gram is not None else None,
-                    cg_steps=cg_steps, previous=start.value if start is not None else None)
+                    cg_steps=cg_steps, previous=warm.value if warm is not None else None)
             else:
                 sol = solve_block(rows, cols, ratings, factors, bias, mu, lam, reg_scale,
                                   max_gather, biases=biases)
@@ -465,6 +465,6 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
          .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
     finally:
         fixed_state.destroy()
-        for extra in (fixed_gram, start):  # issue 8
+        for extra in (fixed_gram, warm):  # issue 8
             if extra is not None:
                 extra.destroy()

@@ -260,47 +260,59 @@ if _READY:
 
 if _READY:
     @njit(cache=True)
-    def _apply(X, n, wt, G, lam, v, t, out, N, T, kk, n_, ld, inc, one,
-               zero):  # pragma: no cover
-        # out = (G + X^T W X + lam I) v for the row's gathered X (n x k, row-major: the
-        # Fortran k x n matrix X^T): three gemv calls
+    def _apply(F, cols, weight, lo, n, gathered, X, G, lam, v, t, out, N, T, kk, n_, ld, inc,
+               one, zero):  # pragma: no cover
+        # out = (G + X^T W X + lam I) v over the row's ratings lo .. lo + n: three gemv
+        # calls; X (row-major m x k: the Fortran k x m matrix X^T) holds the whole row when
+        # ``gathered``, else slices of at most len(X) ratings are gathered in turn
         _dgemv(N.ctypes, kk.ctypes, kk.ctypes, one.ctypes, G.ctypes, ld.ctypes, v.ctypes,
                inc.ctypes, zero.ctypes, out.ctypes, inc.ctypes)  # G symmetric
-        n_[0] = n
-        _dgemv(T.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, v.ctypes,
-               inc.ctypes, zero.ctypes, t.ctypes, inc.ctypes)  # t = X v
-        for a in range(n):
-            t[a] *= wt[a]
-        _dgemv(N.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, t.ctypes,
-               inc.ctypes, one.ctypes, out.ctypes, inc.ctypes)  # += X^T (w t)
-        for i in range(v.shape[0]):
+        k, step = v.shape[0], X.shape[0]
+        for done in range(0, n, step):
+            m = min(step, n - done)
+            if not gathered:
+                for a in range(m):
+                    c = cols[lo + done + a]
+                    for i in range(k):
+                        X[a, i] = F[c, i]
+            n_[0] = m
+            _dgemv(T.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, v.ctypes,
+                   inc.ctypes, zero.ctypes, t.ctypes, inc.ctypes)  # t = X v
+            for a in range(m):
+                t[a] *= weight[lo + done + a]
+            _dgemv(N.ctypes, kk.ctypes, n_.ctypes, one.ctypes, X.ctypes, ld.ctypes, t.ctypes,
+                   inc.ctypes, one.ctypes, out.ctypes, inc.ctypes)  # += X^T (w t)
+        for i in range(k):
             out[i] += lam * v[i]
 
     @njit(cache=True)
-    def _cg_rows(F, cols, weight, target, start, counts, lam_rows, G, x, steps, rhs,
+    def _cg_rows(F, cols, weight, target, start, counts, lam_rows, G, x, steps, step, rhs,
                  xAx):  # pragma: no cover
+        # ``step``: at most that many gathered ratings at once (the gather budget)
         k = F.shape[1]
         longest = 1
         for r in range(counts.shape[0]):
-            longest = max(longest, counts[r])
-        X, t, wt = np.empty((longest, k)), np.empty(longest), np.empty(longest)
+            longest = max(longest, min(counts[r], step))
+        X, t = np.empty((longest, k)), np.empty(longest)
         r_, p_, Ap = np.empty(k), np.empty(k), np.empty(k)
         N, T = np.array([78], np.uint8), np.array([84], np.uint8)
         kk, ld, n_ = np.array([k], np.int32), np.array([k], np.int32), np.zeros(1, np.int32)
         inc, one, zero = np.array([1], np.int32), np.ones(1), np.zeros(1)
         for r in range(counts.shape[0]):
             lo, n, lam = start[r], counts[r], lam_rows[r]
+            gathered = n <= step  # the whole row fits: gather it once for every product
             for i in range(k):
                 rhs[r, i] = 0.0
             for a in range(n):
                 c, tg = cols[lo + a], target[lo + a]
-                wt[a] = weight[lo + a]
                 for i in range(k):
                     v = F[c, i]
-                    X[a, i] = v
+                    if gathered:
+                        X[a, i] = v
                     rhs[r, i] += tg * v
             xr = x[r]
-            _apply(X, n, wt, G, lam, xr, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+            _apply(F, cols, weight, lo, n, gathered, X, G, lam, xr, t, Ap, N, T, kk, n_, ld,
+                   inc, one, zero)
             rr = 0.0
             for i in range(k):
                 r_[i] = rhs[r, i] - Ap[i]
@@ -309,20 +321,22 @@ if _READY:
             for _ in range(steps):
                 if rr <= 0.0:
                     break
-                _apply(X, n, wt, G, lam, p_, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+                _apply(F, cols, weight, lo, n, gathered, X, G, lam, p_, t, Ap, N, T, kk, n_,
+                       ld, inc, one, zero)
                 pAp = 0.0
                 for i in range(k):
                     pAp += p_[i] * Ap[i]
-                step = rr / pAp
+                alpha = rr / pAp
                 rr_next = 0.0
                 for i in range(k):
-                    xr[i] += step * p_[i]
-                    r_[i] -= step * Ap[i]
+                    xr[i] += alpha * p_[i]
+                    r_[i] -= alpha * Ap[i]
                     rr_next += r_[i] * r_[i]
                 for i in range(k):
                     p_[i] = r_[i] + (rr_next / rr) * p_[i]
                 rr = rr_next
-            _apply(X, n, wt, G, lam, xr, t, Ap, N, T, kk, n_, ld, inc, one, zero)
+            _apply(F, cols, weight, lo, n, gathered, X, G, lam, xr, t, Ap, N, T, kk, n_, ld,
+                   inc, one, zero)
             q = 0.0
             for i in range(k):
                 q += xr[i] * Ap[i]
@@ -331,11 +345,16 @@ if _READY:
 
 def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
             start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray, base: np.ndarray,
-            x0: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x0: np.ndarray, steps: int, max_gather: int = 1 << 24
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``steps`` conjugate-gradient steps on every row's implicit system
     ``(base + X^T W X + lam I) x = X^T target`` from ``x0`` (one row each), never forming
     the matrix: each product costs ``K^2 + 2 n K``.  Returns ``x``, the right-hand sides and
-    each row's ``x^T A x`` (for the objective; ``x`` is not an exact solution).  Needs Numba.
+    each row's ``x^T A x`` (for the objective; ``x`` is not an exact solution).
+
+    A row is gathered once when it has at most ``max_gather / K`` ratings; a longer row is
+    gathered slice by slice for every product, so no more than ``max_gather`` float64
+    elements are ever gathered at once.  Needs Numba.
     """
     if not _READY:
         raise RuntimeError("the compiled solver needs Numba (pip install numba)")
@@ -347,7 +366,8 @@ def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndar
                  np.ascontiguousarray(weight, np.float64),
                  np.ascontiguousarray(target, np.float64), np.asarray(start, dtype=np.int64),
                  np.asarray(counts, dtype=np.int64), np.asarray(lam_rows, dtype=np.float64),
-                 np.ascontiguousarray(base, np.float64), x, int(steps), rhs, xAx)
+                 np.ascontiguousarray(base, np.float64), x, int(steps),
+                 max(1, max_gather // k), rhs, xAx)
     return x, rhs, xAx
 
 

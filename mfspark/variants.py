@@ -80,7 +80,7 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
                 extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
                                                                   reg_scale)
                 w, b, xAx = kernel.cg_rows(F, cols, extra, target, start, counts, lam_rows,
-                                           G, x0, cg_steps)
+                                           G, x0, cg_steps, max_gather)
                 A = None
             else:
                 A, b, lam_rows, cpp = implicit.implicit_system(

@@ -156,6 +156,12 @@ def test_conjugate_gradient_rows_match_the_numpy_iterates(rank):
         x, rhs, xAx = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, steps)
         np.testing.assert_allclose(x, cg_solve(A, rhs, x0, steps), rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(xAx, np.einsum("rk,rkl,rl->r", x, A, x), rtol=1e-10)
+        # a gather budget of 3 ratings: long rows in slices, the same iterates
+        sliced = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, steps,
+                                max_gather=3 * rank)
+        assert counts.max() > 3
+        np.testing.assert_allclose(sliced[0], x, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(sliced[2], xAx, rtol=1e-12)
     x, rhs, _ = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, 3 * rank)
     np.testing.assert_allclose(x, np.linalg.solve(A, rhs[..., None])[..., 0], rtol=1e-6,
                                atol=1e-8)
