@@ -142,7 +142,8 @@ def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
                          "--nonnegative or --no-biases")
     spark = data.train.sparkSession
     users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
-    table = with_indices(data.train, users, items).select("user_idx", "item_idx", "rating").toArrow()
+    table = (with_indices(data.train, users, items)
+             .select("user_idx", "item_idx", "rating").toArrow())
     u, i = table.column("user_idx").to_numpy(), table.column("item_idx").to_numpy()
     r = table.column("rating").to_numpy()
     began = time.perf_counter()

@@ -69,35 +69,31 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             raise ValueError("implicit feedback has no biases: pass biases=False")
         F = np.asarray(fixed_factors, dtype=np.float64)
         G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
-        xAx = None
-        compiled = gram_method(F.shape[1], len(F), max_gather) == "compiled"
-        if cg_steps:
-            if nonnegative:
-                raise ValueError("conjugate gradient serves the unconstrained systems only")
+        if cg_steps and nonnegative:
+            raise ValueError("conjugate gradient serves the unconstrained systems only")
+        x0 = None
+        if cg_steps:  # from the rows' current factors
             x0 = (np.zeros((len(start), F.shape[1])) if previous is None
                   else np.asarray(previous, dtype=np.float64)[rows[start]])
-            if compiled:  # matrix-free: no K x K matrix per row, K^2 + 2 n K per step
-                extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
-                                                                  reg_scale)
-                w, b, xAx = kernel.cg_rows(F, cols, extra, target, start, counts, lam_rows,
-                                           G, x0, cg_steps, max_gather)
-                A = None
-            else:
-                A, b, lam_rows, cpp = implicit.implicit_system(
-                    F, G, cols, ratings, start, counts, alpha, lam, reg_scale, max_gather)
-                w = implicit.cg_solve(A, b, x0, cg_steps)
-        elif compiled:
-            # the compiled row loop: no stack of Gram matrices, one posv (NNLS: a few) per row
+        xAx = None
+        if gram_method(F.shape[1], len(F), max_gather) == "compiled":
+            # the compiled row loop: no stack of Gram matrices; per row one posv (NNLS: a
+            # few), or matrix-free conjugate-gradient steps
             extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
                                                               reg_scale)
-            w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
-                                  max_gather, weight=extra, base=G,
-                                  bound=np.ones(F.shape[1], bool) if nonnegative else None)
-            A = None  # w^T A w = w . b at the (NNLS) solution: data_term needs no A
+            if cg_steps:
+                w, b, xAx = kernel.cg_rows(F, cols, extra, target, start, counts, lam_rows,
+                                           G, x0, cg_steps, max_gather)
+            else:  # w^T A w = w . b at the (NNLS) solution: data_term needs no A
+                w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
+                                      max_gather, weight=extra, base=G,
+                                      bound=np.ones(F.shape[1], bool) if nonnegative else None)
+            A = None
         else:
             A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
                                                            alpha, lam, reg_scale, max_gather)
-            w = nnls_solve(A, b) if nonnegative else cholesky_solve(A, b)
+            w = (implicit.cg_solve(A, b, x0, cg_steps) if cg_steps
+                 else nnls_solve(A, b) if nonnegative else cholesky_solve(A, b))
         sse = implicit.data_term(A, b, lam_rows, cpp, w, xAx)
         return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
                              bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
