@@ -46,9 +46,10 @@ class ALSParams:
     """``none``: lambda on every parameter (MODEL.md as written); ``count``: lambda times the
     row's rating count (ALS-WR, Spark MLlib's regParam)."""
     iterations: int = 10
-    """Number of full iterations (a user half-step then an item half-step)."""
+    """Number of full iterations (a user half-step then an item half-step; implicit feedback:
+    items first, as MLlib)."""
     seed: int = 0
-    """Seed of the initial item factors."""
+    """Seed of the initial item factors (implicit feedback: of the initial user factors)."""
     num_user_blocks: int | None = None
     """Blocks of users (one grouped-UDF group each); None: twice the default parallelism."""
     num_item_blocks: int | None = None
