@@ -7,7 +7,8 @@ both fitted in one SparkSession with the same rank, regParam, alpha, iterations 
    items rated >= 4 (users with at least one such item), precision@k and NDCG@k as MLlib's
    ``RankingEvaluator`` defines them, and the implicit objective J each fit reached on the
    training data (same formula for both: which optimizer got further).  Also with
-   ``nonnegative=True``.
+   ``nonnegative=True``.  ``mfspark-biases`` is mfspark with ``biases=True`` (a user and an
+   item bias, scored ``u . v + b_u + c_i``; its J includes the biases' penalty).
 2. Nonnegative explicit (``nonnegative=True``): test RMSE on a random 80/20 split (unknown
    users/items dropped), mfspark with its biases (default) and without.
 
@@ -49,12 +50,20 @@ def factors(frame) -> tuple[np.ndarray, np.ndarray]:
     return pdf["id"].to_numpy(), np.stack(pdf["features"].to_numpy()).astype(np.float64)
 
 
+def biases(frame, n: int) -> np.ndarray:
+    """mfspark's ``bias`` column in ``factors``' row order; zeros for MLlib (none)."""
+    if "bias" not in frame.columns:
+        return np.zeros(n)
+    return frame.select("id", "bias").toPandas()["bias"].to_numpy(dtype=np.float64)
+
+
 def ranking(spark, model, train: pd.DataFrame, test: pd.DataFrame, k: int, alpha: float,
             reg: float) -> dict[str, float]:
     """precision@k and NDCG@k (RankingEvaluator) of each user's top-k unseen items, and the
     implicit objective J the model reached on the training data (MLlib's regularization)."""
     uid, U = factors(model.userFactors)
     iid, V = factors(model.itemFactors)
+    b, c = biases(model.userFactors, len(uid)), biases(model.itemFactors, len(iid))
     urow = {u: n for n, u in enumerate(uid)}
     icol = {i: n for n, i in enumerate(iid)}
     rows_u = train["user"].map(urow).to_numpy()
@@ -62,8 +71,8 @@ def ranking(spark, model, train: pd.DataFrame, test: pd.DataFrame, k: int, alpha
     r = train["rating"].to_numpy()
     P, C = np.zeros((len(uid), len(iid))), np.ones((len(uid), len(iid)))
     P[rows_u, cols_i], C[rows_u, cols_i] = (r > 0), 1.0 + alpha * np.abs(r)
-    objective = implicit_objective(P, C, U, V, reg, "count")
-    scores = U @ V.T
+    objective = implicit_objective(P, C, U, V, reg, "count", b, c)
+    scores = U @ V.T + b[:, None] + c[None, :]
     for u, i in zip(train["user"], train["item"]):  # training items are never recommended
         scores[urow[u], icol[i]] = -np.inf
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -83,11 +92,15 @@ def timed_fit(estimator, data) -> tuple[object, float]:
     return model, time.perf_counter() - began
 
 
+SYSTEMS = ("mllib", "mfspark", "mfspark-biases")
+
+
 def estimators(common: dict, nonnegative: bool, implicit: bool, alpha: float,
                mf_extra: dict | None = None,
                systems: tuple[str, ...] = ("mllib", "mfspark")) -> dict[str, object]:
     kw = dict(common, implicitPrefs=implicit, alpha=alpha, nonnegative=nonnegative)
-    make = {"mllib": lambda: MLlibALS(**kw), "mfspark": lambda: ALS(**kw, **(mf_extra or {}))}
+    make = {"mllib": lambda: MLlibALS(**kw), "mfspark": lambda: ALS(**kw, **(mf_extra or {})),
+            "mfspark-biases": lambda: ALS(**kw, **(mf_extra or {}), biases=True)}
     return {name: make[name]() for name in systems}
 
 
@@ -117,8 +130,9 @@ def main() -> None:
     p.add_argument("--skip-implicit", action="store_true", help="no implicit ranking part")
     p.add_argument("--skip-nonnegative", action="store_true",
                    help="implicit part: only nonnegative=False")
-    p.add_argument("--systems", nargs="+", choices=("mllib", "mfspark"),
-                   default=["mllib", "mfspark"], help="implicit part: which systems to fit")
+    p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS),
+                   help="implicit part: which systems to fit (mfspark-biases: mfspark with "
+                        "biases=True)")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
     spark = get_session(args.master, "mfspark-implicit-benchmark",

@@ -19,7 +19,10 @@ Variants (one thing at a time):
   items solved first, factors rounded to float32 after every half-step (MLlib stores
   ``Array[Float]``);
 - ``unit-norm``: mfspark's start directions scaled to unit norm, items first: with the
-  ``mfspark`` variant a paired comparison (common random numbers) of the start's norm alone.
+  ``mfspark`` variant a paired comparison (common random numbers) of the start's norm alone;
+- ``biases``: ``ALS(implicitPrefs=True, biases=True, seed=s)``, the ``mfspark`` variant
+  with a user and an item bias (same start factors, zero start biases): with ``mfspark`` a
+  paired comparison of the biases alone.
 
     .venv/bin/python benchmarks/implicit_seeds.py \\
         --seeds 200 [--variants mfspark users-first mllib-like unit-norm]
@@ -51,7 +54,7 @@ from mfspark.reference import implicit_dense, implicit_objective  # noqa: E402
 from mfspark.solve import init_factors  # noqa: E402
 from mfspark.variants import solve_variant_block  # noqa: E402
 
-VARIANTS = ("mfspark", "users-first", "mllib-like", "unit-norm")
+VARIANTS = ("mfspark", "users-first", "mllib-like", "unit-norm", "biases")
 
 
 def per_user_holdout(ratings: pd.DataFrame, fraction: float, seed: int
@@ -85,14 +88,17 @@ class Problem:
                           len(items)) for u, items in relevant.items() if u in set(uid)]
 
     def half_step(self, side: str, fixed: np.ndarray, cg_steps: int = 0,
-                  previous: np.ndarray | None = None) -> np.ndarray:
+                  previous: np.ndarray | None = None, biases: bool = False) -> np.ndarray:
+        """One side solved given the other; with ``biases`` both carry their bias as a last
+        column (``fixed``, ``previous`` and the result)."""
         rows, cols, n = ((self.u, self.i, self.n_users) if side == "user"
                          else (self.i, self.u, self.n_items))
-        sol = solve_variant_block(rows, cols, self.r, fixed, np.zeros(len(fixed)), 0.0,
-                                  self.reg, "count", biases=False, alpha=self.alpha,
-                                  cg_steps=cg_steps, previous=previous)
+        factors, bias = (fixed[:, :-1], fixed[:, -1]) if biases else (fixed, np.zeros(len(fixed)))
+        sol = solve_variant_block(rows, cols, self.r, factors, bias, 0.0, self.reg, "count",
+                                  biases=biases, alpha=self.alpha, cg_steps=cg_steps,
+                                  previous=previous)
         out = np.zeros((n, fixed.shape[1]))
-        out[sol.rows] = sol.factors
+        out[sol.rows] = np.column_stack([sol.factors, sol.bias]) if biases else sol.factors
         return out
 
     def ranking(self, U: np.ndarray, V: np.ndarray, k: int) -> tuple[float, float]:
@@ -118,8 +124,17 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
 def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
         cg_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One seed's fit; ``cg_steps``: conjugate-gradient half-steps from the solved side's
-    current factors (``ALS(cgSteps=...)``) instead of exact solves."""
+    current factors (``ALS(cgSteps=...)``) instead of exact solves.  The ``biases`` variant
+    returns each side's bias as a last column (:func:`model_parts`)."""
     users_first = variant == "users-first"
+    if variant == "biases":  # mfspark's start and order; zero start biases
+        U = np.column_stack([init_factors(problem.n_users, rank, seed),
+                             np.zeros(problem.n_users)])
+        V = np.zeros((problem.n_items, rank + 1))
+        for _ in range(iterations):
+            V = problem.half_step("item", U, cg_steps, V, biases=True)
+            U = problem.half_step("user", V, cg_steps, U, biases=True)
+        return U, V
     if variant == "mllib-like":
         rng = np.random.default_rng(seed)
         U = unit_rows(rng.standard_normal((problem.n_users, rank)))
@@ -141,6 +156,23 @@ def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
             V = store(problem.half_step("item", U, cg_steps, V))
             U = store(problem.half_step("user", V, cg_steps, U))
     return U, V
+
+
+def model_parts(U: np.ndarray, V: np.ndarray, variant: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(U, V, user_bias, item_bias)`` of a :func:`fit` (no biases: None, None)."""
+    if variant != "biases":
+        return U, V, None, None
+    return U[:, :-1], V[:, :-1], U[:, -1], V[:, -1]
+
+
+def scoring(U: np.ndarray, V: np.ndarray, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matrices whose product is the fit's score ``u . v (+ b_u + c_i)``, for ranking."""
+    X, Y, b, c = model_parts(U, V, variant)
+    if b is None:
+        return X, Y
+    return (np.column_stack([X, b, np.ones(len(X))]),
+            np.column_stack([Y, np.ones(len(Y)), c]))
 
 
 def main() -> None:
@@ -174,11 +206,12 @@ def main() -> None:
         began = time.perf_counter()
         for seed in range(args.seeds):
             U, V = fit(problem, variant, seed, args.rank, args.iterations, args.cg_steps)
-            prec, ndcg = problem.ranking(U, V, k)
+            prec, ndcg = problem.ranking(*scoring(U, V, variant), k)
+            X, Y, b, c = model_parts(U, V, variant)
             rows.append({"variant": variant, "cg_steps": args.cg_steps, "seed": seed,
                          f"precision@{k}": prec,
                          f"ndcg@{k}": ndcg, "train_objective": implicit_objective(
-                             problem.P, problem.C, U, V, args.reg, "count")})
+                             problem.P, problem.C, X, Y, args.reg, "count", b, c)})
         print(f"{variant}: {args.seeds} fits in {time.perf_counter() - began:.0f} s",
               flush=True)
     frame = pd.DataFrame(rows)
@@ -190,13 +223,14 @@ def main() -> None:
     print(f"\nrank {args.rank}, regParam {args.reg}, alpha {args.alpha}, {args.iterations} "
           f"iterations, seeds 0-{args.seeds - 1}: mean and standard error")
     print(table[[c + s for c in cols for s in ("", " se")]].to_string(float_format="%.5f"))
-    if {"mfspark", "unit-norm"} <= set(args.variants):  # same start directions: paired
-        a, b = (frame[frame["variant"] == v].set_index("seed")[cols]
-                for v in ("mfspark", "unit-norm"))
-        d = b - a
-        print("\npaired, unit-norm minus mfspark (same start directions):")
-        for c in cols:
-            print(f"  {c}: {d[c].mean():+.5f} +- {d[c].sem():.5f}")
+    for other in ("unit-norm", "biases"):  # same start directions: paired
+        if {"mfspark", other} <= set(args.variants):
+            a, b = (frame[frame["variant"] == v].set_index("seed")[cols]
+                    for v in ("mfspark", other))
+            d = b - a
+            print(f"\npaired, {other} minus mfspark (same start directions):")
+            for c in cols:
+                print(f"  {c}: {d[c].mean():+.5f} +- {d[c].sem():.5f}")
     if args.against:
         reference = mllib_rows(Path(args.against), args)
         for variant in args.variants:

@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cg-steps", type=int, default=0, metavar="N",
                    help="with --implicit-prefs: mfspark takes N conjugate-gradient steps per "
                         "row instead of the exact solve (default 0: exact)")
-    p.add_argument("--no-biases", dest="biases", action="store_false", default=None,
-                   help="mfspark fits no biases (with --nonnegative: MLlib's u . v model, "
-                        "no global mean; default: biases for explicit ratings)")
+    p.add_argument("--biases", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether mfspark fits user and item biases (default: yes for explicit "
+                        "ratings, no with --implicit-prefs; --no-biases with --nonnegative: "
+                        "MLlib's u . v model, no global mean)")
     p.add_argument("--blocks", type=int, help="mfspark blocks per side (default 2 x cores)")
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip the untimed warm-up fit of each system before the timed ones")

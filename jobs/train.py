@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
                    help="memory budget (MiB) for building one block's normal equations")
     p.add_argument("--implicit-prefs", action=argparse.BooleanOptionalAction, default=None,
                    help="implicit feedback (MLlib's implicitPrefs): preference rating > 0, "
-                        "confidence 1 + alpha |rating|, no biases (default: explicit)")
+                        "confidence 1 + alpha |rating|, no biases unless --biases "
+                        "(default: explicit)")
     p.add_argument("--alpha", type=float,
                    help="implicit-feedback confidence slope, >= 0 (default 1.0)")
     p.add_argument("--nonnegative", action=argparse.BooleanOptionalAction, default=None,

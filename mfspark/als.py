@@ -230,7 +230,7 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
             half_step(by[side], sides[fixed], mu, params.reg, params.reg_scale, side,
                       f"{path}/{side}", max_gather, probe, params.fit_biases,
                       params.nonnegative, alpha, params.cg_steps,
-                      sides[side].factors if params.cg_steps else None)
+                      sides[side].warm_start(params.fit_biases) if params.cg_steps else None)
             sides[side], sse[side] = read_side(spark, f"{path}/{side}", counts[side], rank,
                                                what=f"iteration {it}, {side} step")
             after.append(objective(sse[side], sides["user"], sides["item"], params,

@@ -63,7 +63,7 @@ class ALSParams:
     implicit_prefs: bool = False
     """Implicit feedback (Hu, Koren, Volinsky 2008; MLlib's ``implicitPrefs``): preference
     ``r > 0``, confidence ``1 + alpha |r|``, every unobserved pair a confident-1 zero; no
-    biases and no global mean.  See :mod:`mfspark.implicit`."""
+    global mean, and biases only with ``biases = true``.  See :mod:`mfspark.implicit`."""
     alpha: float = 1.0
     """Confidence slope of implicit feedback (MLlib's ``alpha``, >= 0; unused otherwise)."""
     nonnegative: bool = False
@@ -99,12 +99,9 @@ class ALSParams:
         _require(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
                  and math.isfinite(self.alpha) and self.alpha >= 0, "als.alpha", self.alpha,
                  "a finite number >= 0")
-        _require(not (self.implicit_prefs and self.biases), "als.biases", self.biases,
-                 "false or unset when als.implicit_prefs is true (the implicit model has no "
-                 "biases)")
         _require(self.fit_biases or self.rank >= 1, "als.rank", self.rank,
-                 ">= 1 when als.biases is false or als.implicit_prefs is true (no biases: "
-                 "nothing would be fitted)")
+                 ">= 1 when no biases are fitted (als.biases false, or unset with "
+                 "als.implicit_prefs true): nothing would be fitted")
         _require(isinstance(self.cg_steps, int) and not isinstance(self.cg_steps, bool)
                  and self.cg_steps >= 0, "als.cg_steps", self.cg_steps, "an integer >= 0")
         _require(self.cg_steps == 0 or (self.implicit_prefs and not self.nonnegative),

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, row_starts, solve_block
 # --- issue 8: implicit feedback / nonnegative factors ---
-from mfspark.implicit import gramian
+from mfspark.implicit import bias_columns, gramian
 from mfspark.variants import solve_variant_block
 
 #: What a half-step writes: each block's solved rows packed like the ratings, a few Parquet
@@ -77,6 +77,11 @@ class Side:
     @classmethod
     def zeros(cls, counts: np.ndarray, rank: int) -> "Side":
         return cls(np.zeros((len(counts), rank)), np.zeros(len(counts)), counts)
+
+    def warm_start(self, biases: bool) -> np.ndarray:
+        """The rows' current unknowns, where a conjugate-gradient half-step starts: the
+        factors, with ``biases`` followed by the bias as a last column."""
+        return np.column_stack([self.factors, self.bias]) if biases else self.factors
 
 
 _LABELS: dict[tuple[str, int], list[int]] = {}
@@ -322,9 +327,9 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
     original ``user``, ``item`` and ``rating``, each ID mapped to its dense index in the
     broadcast IDs (:func:`dense_index`: a direct table or a binary search; no join).  The
     packed copies' lineage uses ``lookup``: Spark recomputes a lost cached block from it, so
-    it must outlive them (destroy it only after unpersisting both).  The ratings cross into Python once, in batches of about a
-    chunk, which are split into unsorted pieces for both copies at once; everything after
-    moves packed bytes.
+    it must outlive them (destroy it only after unpersisting both).  The ratings cross into
+    Python once, in batches of about a chunk, which are split into unsorted pieces for both
+    copies at once; everything after moves packed bytes.
     """
     spark = ratings.sparkSession
     user_labels = block_labels(spark, num_user_blocks)
@@ -422,16 +427,19 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
     with a ``probe`` (:func:`memory_probe`) each block's peak solver memory is recorded;
     ``biases=False`` fits factors only (biases stay zero).  ``nonnegative`` and ``alpha``
     (implicit feedback) select :func:`mfspark.variants.solve_variant_block`; for implicit
-    feedback the fixed side's ``Y^T Y`` is computed here, on the driver, and broadcast.
-    ``cg_steps`` (implicit feedback) takes that many conjugate-gradient steps from the solved
-    side's ``previous`` factors, broadcast beside the fixed side's, instead of solving
-    exactly.
+    feedback the fixed side's ``Y^T Y`` (with biases: the Gram matrix of ``[Y, 1, c]``) is
+    computed here, on the driver, and broadcast.  ``cg_steps`` (implicit feedback) takes
+    that many conjugate-gradient steps from the solved side's ``previous`` factors (with
+    biases: and biases, as a last column), broadcast beside the fixed side's, instead of
+    solving exactly.
     """
     sc = ratings_by_block.sparkSession.sparkContext
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
     # --- issue 8: dispatch to the implicit / nonnegative solver ---
     variant = nonnegative or alpha is not None
-    fixed_gram = sc.broadcast(gramian(fixed.factors)) if alpha is not None else None
+    fixed_gram = (sc.broadcast(gramian(bias_columns(fixed.factors, fixed.bias) if biases
+                                       else fixed.factors))
+                  if alpha is not None else None)
     warm = sc.broadcast(previous) if cg_steps and previous is not None else None
 
     def solve(block: pd.DataFrame) -> pd.DataFrame:

@@ -14,18 +14,32 @@ with ``lam_u = lam * n_u`` (``reg_scale="count"``, MLlib's regParam; ``n_u`` is 
 the row's values with ``r > 0``, as MLlib's ``numExplicits``) or ``lam_u = lam``.  With the
 fixed side ``Y`` each row's exact minimizer solves
 
-    (Y^T Y + sum_{i in Omega_u} (c_ui - 1) y_i y_i^T + lam_u I) x_u = sum_{i in Omega_u} c_ui p_ui y_i
+    (Y^T Y + sum_{Omega_u} (c_ui - 1) y_i y_i^T + lam_u I) x_u = sum_{Omega_u} c_ui p_ui y_i
 
 ``Y^T Y`` (:func:`gramian`) is computed once per half-step, on the driver that holds the
-broadcast factors; only the observed entries enter the per-row correction, built by the explicit solver's
-normal equations with each rating weighted by ``c - 1``.
+broadcast factors; only the observed entries enter the per-row correction, built by the
+explicit solver's normal equations with each rating weighted by ``c - 1``.
 
 Each row's data term of J after its solve is returned without another pass over all pairs:
 
     sum_i c_ui (p_ui - x . y_i)^2 = sum_{Omega_u} c p^2 - 2 x . b + x^T (A - lam_u I) x
 
 where ``A x = b`` is the row's system (any ``x``: it also holds for the NNLS solution).
-There is no bias and no global mean in this model (MLlib has none either).
+
+By default there is no bias and no global mean in this model (MLlib has none either).  With
+biases (``biases=True``, off by default) the score is ``x_u . y_i + b_u + c_i`` and J adds
+``sum_u lam_u b_u^2 + sum_i lam_i c_i^2``.  A row's unknowns are then ``[x_u; b_u]`` against
+the augmented fixed factors ``y~_i = [y_i; 1]`` and the target ``p_ui - c_i`` over *all*
+columns, still with one global product per half-step: the driver's Gram matrix of
+``Z = [Y, 1, c]`` (:func:`gramian` of :func:`bias_columns`) holds ``Y~^T Y~``, the shift
+``Y~^T c`` and ``c . c``, and
+
+    (Y~^T Y~ + sum_{Omega_u} (c_ui - 1) y~_i y~_i^T + lam_u I) [x_u; b_u]
+        = sum_{Omega_u} (c_ui p_ui - (c_ui - 1) c_i) y~_i - Y~^T c
+
+    sum_i c_ui (p_ui - c_i)^2 = c . c + sum_{Omega_u} (p_ui - 2 p_ui c_i + (c_ui - 1)(p_ui - c_i)^2)
+
+(the second line is the data term's constant; ``p^2 = p``).
 """
 
 from __future__ import annotations
@@ -39,6 +53,23 @@ def gramian(factors: np.ndarray) -> np.ndarray:
     """``Y^T Y`` of the fixed side's factors, in float64."""
     Y = np.asarray(factors, dtype=np.float64)
     return Y.T @ Y
+
+
+def bias_columns(factors: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``Z = [Y, 1, c]``: the fixed side's factors, a column of ones and its biases, whose
+    :func:`gramian` the implicit systems with biases need (:func:`split_gramian`)."""
+    Y = np.asarray(factors, dtype=np.float64)
+    return np.column_stack([Y, np.ones(len(Y)), np.asarray(bias, dtype=np.float64)])
+
+
+def split_gramian(gram: np.ndarray, biases: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """``(base, shift, c . c)`` of the rows' systems from the driver's Gram matrix: without
+    biases ``(Y^T Y, None, 0)``; with biases (``gram`` of :func:`bias_columns`)
+    ``(Y~^T Y~, Y~^T c, c . c)``."""
+    G = np.asarray(gram, dtype=np.float64)
+    if not biases:
+        return G, None, 0.0
+    return G[:-1, :-1], G[:-1, -1].copy(), float(G[-1, -1])
 
 
 def confidence_terms(ratings: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -62,28 +93,45 @@ def weighted_normal_equations(F: np.ndarray, cols: np.ndarray, weight: np.ndarra
 
 
 def row_terms(ratings: np.ndarray, start: np.ndarray, alpha: float, lam: float,
-              reg_scale: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per rating ``c - 1`` and ``c p`` (:func:`confidence_terms`); per row the ridge weight
-    ``lam_u`` and ``sum c p^2`` over its observed values (ratings sorted by row, each row
-    starting at ``start``)."""
+              reg_scale: str, col_bias: np.ndarray | None = None, bias_sq: float = 0.0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per rating ``c - 1`` and the right-hand-side weight ``c p`` (:func:`confidence_terms`);
+    per row the ridge weight ``lam_u`` and the constant of its data term, ``sum c p^2`` over
+    its observed values (ratings sorted by row, each row starting at ``start``).
+
+    With ``col_bias`` (each rating's fixed-side bias ``c_i``) and ``bias_sq`` (``c . c``)
+    the terms of the model with biases (module docstring): weight ``c p - (c - 1) c_i`` and
+    constant ``sum_i c (p - c_i)^2`` over all columns."""
     extra, target = confidence_terms(ratings, alpha)
     positive = (np.asarray(ratings) > 0).astype(np.float64)
+    loss = target  # c p^2 = c p
+    if col_bias is not None:
+        cb = np.asarray(col_bias, dtype=np.float64)
+        target = target - extra * cb
+        loss = positive * (1.0 - 2.0 * cb) + extra * (positive - cb) ** 2
     n_pos = np.add.reduceat(positive, start) if len(start) else np.zeros(0)
-    cpp = np.add.reduceat(target, start) if len(start) else np.zeros(0)  # c p^2 = c p
+    cpp = np.add.reduceat(loss, start) + bias_sq if len(start) else np.zeros(0)
     return extra, target, regularization(n_pos, lam, reg_scale), cpp
 
 
 def implicit_system(F: np.ndarray, fixed_gram: np.ndarray, cols: np.ndarray,
                     ratings: np.ndarray, start: np.ndarray, counts: np.ndarray, alpha: float,
-                    lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER
+                    lam: float, reg_scale: str, max_gather: int = DEFAULT_MAX_GATHER,
+                    col_bias: np.ndarray | None = None, shift: np.ndarray | None = None,
+                    bias_sq: float = 0.0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rows' systems ``A x = b`` of the module docstring.
+    """The rows' systems ``A x = b`` of the module docstring (with biases: ``F`` the
+    augmented ``[Y, 1]``, ``fixed_gram``, ``shift`` and ``bias_sq`` from
+    :func:`split_gramian`, ``col_bias`` each rating's ``c_i``).
 
     Returns ``(A, b, lam_rows, cpp)``: ``lam_rows`` the per-row ridge weights (already on
-    ``A``'s diagonal), ``cpp`` each row's ``sum c p^2`` over its observed values.
+    ``A``'s diagonal), ``cpp`` the constant of each row's data term (:func:`row_terms`).
     """
-    extra, target, lam_rows, cpp = row_terms(ratings, start, alpha, lam, reg_scale)
+    extra, target, lam_rows, cpp = row_terms(ratings, start, alpha, lam, reg_scale,
+                                             col_bias, bias_sq)
     gram, rhs = weighted_normal_equations(F, cols, extra, target, start, counts, max_gather)
+    if shift is not None:
+        rhs -= shift
     gram += fixed_gram
     k = gram.shape[1]
     gram[:, np.arange(k), np.arange(k)] += lam_rows[:, None]

@@ -164,16 +164,18 @@ if _READY:
         return 0
 
     @njit(cache=True)
-    def _solve_rows(F, cols, y, start, counts, lam_rows, step, scale, base, bound, w,
-                    rhs):  # pragma: no cover
+    def _solve_rows(F, cols, y, start, counts, lam_rows, step, scale, base, bound, shift,
+                    w, rhs):  # pragma: no cover
         # (compiled: coverage cannot see inside; the tests check it against the Python loop)
         # ``scale`` (empty: all ones) multiplies each gathered row, ``base`` (empty: none)
         # is added to every Gram matrix: the implicit-feedback systems
         # ``bound`` (empty: none) marks the coordinates held >= 0: each row's NNLS problem
+        # ``shift`` (empty: none) is subtracted from every right-hand side (implicit biases)
         k1 = F.shape[1]
         weighted = scale.shape[0] > 0
         constrained = bound.shape[0] > 0
-        primal_only = weighted or base.shape[0] > 0 or constrained
+        shifted = shift.shape[0] > 0
+        primal_only = weighted or base.shape[0] > 0 or constrained or shifted
         longest = 1
         for r in range(counts.shape[0]):
             n = counts[r]
@@ -213,7 +215,8 @@ if _READY:
                 _dgemv(N.ctypes, ld.ctypes, n_.ctypes, one.ctypes, buf.ctypes, ld.ctypes,
                        a_.ctypes, inc.ctypes, zero.ctypes, w[r].ctypes, inc.ctypes)
                 continue
-            rhs[r, :] = 0.0
+            for k in range(k1):
+                rhs[r, k] = -shift[k] if shifted else 0.0
             beta[0] = 0.0
             for done in range(0, n, step):  # slices of at most ``step`` gathered rows
                 m = min(step, n - done)
@@ -286,9 +289,10 @@ if _READY:
             out[i] += lam * v[i]
 
     @njit(cache=True)
-    def _cg_rows(F, cols, weight, target, start, counts, lam_rows, G, x, steps, step, rhs,
-                 xAx):  # pragma: no cover
-        # ``step``: at most that many gathered ratings at once (the gather budget)
+    def _cg_rows(F, cols, weight, target, start, counts, lam_rows, G, shift, x, steps, step,
+                 rhs, xAx):  # pragma: no cover
+        # ``step``: at most that many gathered ratings at once (the gather budget); ``shift``
+        # (length k) is subtracted from every right-hand side
         k = F.shape[1]
         longest = 1
         for r in range(counts.shape[0]):
@@ -302,7 +306,7 @@ if _READY:
             lo, n, lam = start[r], counts[r], lam_rows[r]
             gathered = n <= step  # the whole row fits: gather it once for every product
             for i in range(k):
-                rhs[r, i] = 0.0
+                rhs[r, i] = -shift[i]
             for a in range(n):
                 c, tg = cols[lo + a], target[lo + a]
                 for i in range(k):
@@ -345,12 +349,13 @@ if _READY:
 
 def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndarray,
             start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray, base: np.ndarray,
-            x0: np.ndarray, steps: int, max_gather: int = 1 << 24
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x0: np.ndarray, steps: int, max_gather: int = 1 << 24,
+            shift: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``steps`` conjugate-gradient steps on every row's implicit system
-    ``(base + X^T W X + lam I) x = X^T target`` from ``x0`` (one row each), never forming
-    the matrix: each product costs ``K^2 + 2 n K``.  Returns ``x``, the right-hand sides and
-    each row's ``x^T A x`` (for the objective; ``x`` is not an exact solution).
+    ``(base + X^T W X + lam I) x = X^T target - shift`` from ``x0`` (one row each; ``shift``
+    default 0), never forming the matrix: each product costs ``K^2 + 2 n K``.  Returns
+    ``x``, the right-hand sides and each row's ``x^T A x`` (for the objective; ``x`` is not
+    an exact solution).
 
     A row is gathered once when it has at most ``max_gather / K`` ratings; a longer row is
     gathered slice by slice for every product, so no more than ``max_gather`` float64
@@ -360,13 +365,15 @@ def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndar
         raise RuntimeError("the compiled solver needs Numba (pip install numba)")
     k = F.shape[1]
     x = np.array(x0, dtype=np.float64, order="C")
+    shift = _shift(shift, k)
     rhs, xAx = np.empty((len(counts), k)), np.empty(len(counts))
     if len(counts):
         _cg_rows(np.ascontiguousarray(F, dtype=np.float64), np.asarray(cols, dtype=np.int64),
                  np.ascontiguousarray(weight, np.float64),
                  np.ascontiguousarray(target, np.float64), np.asarray(start, dtype=np.int64),
                  np.asarray(counts, dtype=np.int64), np.asarray(lam_rows, dtype=np.float64),
-                 np.ascontiguousarray(base, np.float64), x, int(steps),
+                 np.ascontiguousarray(base, np.float64),
+                 shift if len(shift) else np.zeros(k), x, int(steps),
                  max(1, max_gather // k), rhs, xAx)
     return x, rhs, xAx
 
@@ -374,7 +381,8 @@ def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndar
 def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
               counts: np.ndarray, lam_rows: np.ndarray, max_gather: int,
               weight: np.ndarray | None = None, base: np.ndarray | None = None,
-              bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+              bound: np.ndarray | None = None, shift: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int]:
     """Solve every row (``n`` ratings from ``start``, ridge ``lam_rows``); returns the
     solutions ``w``, the right-hand sides ``X^T y`` and 0, or the 1-based index of the first
     row whose system is not positive definite, or (with ``bound``) minus the 1-based index of
@@ -389,7 +397,8 @@ def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
     With ``weight`` (one value >= 0 per rating) and/or ``base`` (a symmetric ``k1 x k1``
     matrix) each row's system is ``(base + X^T W X + lam I) w = X^T y``, every row in primal
     form: the implicit-feedback systems, ``W = C - I`` and ``base = Y^T Y``
-    (:mod:`mfspark.implicit`).
+    (:mod:`mfspark.implicit`).  ``shift`` (a ``k1`` vector, default 0) is subtracted from
+    every right-hand side, then ``X^T y - shift``: the implicit systems with biases.
 
     At most ``max_gather`` float64 elements are gathered at once: longer rows are
     accumulated over slices (``syrk`` with ``beta = 1``).  Needs Numba (:func:`available`
@@ -420,5 +429,15 @@ def row_solve(F: np.ndarray, cols: np.ndarray, y: np.ndarray, start: np.ndarray,
                          np.asarray(cols, dtype=np.int64), np.ascontiguousarray(y, np.float64),
                          np.asarray(start, dtype=np.int64), np.asarray(counts, dtype=np.int64),
                          np.asarray(lam_rows, dtype=np.float64), max(1, max_gather // k1),
-                         scale, base, bound, w, rhs)
+                         scale, base, bound, _shift(shift, k1), w, rhs)
     return w, rhs, int(failed)
+
+
+def _shift(shift: np.ndarray | None, k1: int) -> np.ndarray:
+    """The right-hand-side shift as a float64 ``k1`` vector (empty when none)."""
+    if shift is None:
+        return np.zeros(0)
+    shift = np.ascontiguousarray(shift, np.float64)
+    if shift.shape != (k1,):
+        raise ValueError(f"the right-hand-side shift must have length {k1}, got {shift.shape}")
+    return shift

@@ -6,7 +6,7 @@ import changes; ``regParam`` keeps MLlib's meaning (lambda scaled by each row's 
 count) unless ``regScale="none"``.  ``implicitPrefs``/``alpha`` (implicit feedback, MLlib's
 semantics, see :mod:`mfspark.implicit`) and ``nonnegative`` (NNLS, see :mod:`mfspark.nnls`)
 have MLlib's meaning too; ``biases`` unset means on for explicit and off for implicit
-feedback.
+feedback (where ``biases=True`` adds a user and an item bias to MLlib's model).
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
     ratingCol: Param[str] = _param("ratingCol", "column of ratings", TypeConverters.toString)
     implicitPrefs: Param[bool] = _param(
         "implicitPrefs", "implicit feedback (Hu, Koren, Volinsky 2008, as MLlib): preference "
-        "rating > 0, confidence 1 + alpha |rating|, no biases", TypeConverters.toBoolean)
+        "rating > 0, confidence 1 + alpha |rating|, no biases unless biases=True",
+        TypeConverters.toBoolean)
     alpha: Param[float] = _param("alpha", "implicit-feedback confidence slope (>= 0)",
                                  TypeConverters.toFloat)
     nonnegative: Param[bool] = _param("nonnegative", "constrain the factors to be >= 0 "
@@ -112,7 +113,7 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         "ALS-WR); 'none': plain lambda on every parameter (MODEL.md)", TypeConverters.toString)
     biases: Param[bool] = _param("biases", "fit user and item biases (false: mu + u.v); "
                                  "unset: true for explicit, false for implicit feedback "
-                                 "(which has no biases)", TypeConverters.toBoolean)
+                                 "(MLlib's model: u.v only)", TypeConverters.toBoolean)
     workDir: Param[str] = _param(
         "workDir", "directory for the per-iteration factor Parquet (kept); unset: a temporary "
         "directory under the checkpoint dir or spark.local.dir, deleted after fitting",
@@ -171,9 +172,6 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         alpha = self.getOrDefault(self.alpha)
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ParamError(f"alpha must be a finite number >= 0, got {alpha}")
-        if self.getOrDefault(self.implicitPrefs) and self.getBiases():
-            raise ParamError("biases=True is not supported with implicitPrefs=True (the "
-                             "implicit model has no biases); leave biases unset or False")
         steps = self.getOrDefault(self.cgSteps)
         if steps < 0 or (steps and (not self.getImplicitPrefs() or self.getNonnegative())):
             raise ParamError(f"cgSteps must be >= 0, and 0 unless implicitPrefs=True and "

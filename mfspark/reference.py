@@ -97,34 +97,48 @@ def implicit_dense(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_
 
 
 def implicit_objective(P: np.ndarray, C: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                       lam: float, reg_scale: str) -> float:
-    """``sum_{all u, i} c (p - x_u . y_i)^2 + sum lam_u ||x_u||^2 + sum lam_i ||y_i||^2``,
-    with ``lam_u = lam * #{i: r_ui > 0}`` under ``reg_scale="count"``."""
+                       lam: float, reg_scale: str, x_bias: np.ndarray | None = None,
+                       y_bias: np.ndarray | None = None) -> float:
+    """``sum_{all u, i} c (p - x_u . y_i - b_u - c_i)^2 + sum lam_u (||x_u||^2 + b_u^2)
+    + sum lam_i (||y_i||^2 + c_i^2)``, with ``lam_u = lam * #{i: r_ui > 0}`` under
+    ``reg_scale="count"``; the biases ``b`` (``x_bias``), ``c`` (``y_bias``) default to 0."""
+    b = np.zeros(len(X)) if x_bias is None else np.asarray(x_bias, dtype=np.float64)
+    c = np.zeros(len(Y)) if y_bias is None else np.asarray(y_bias, dtype=np.float64)
     lam_u = _lams((P > 0).sum(axis=1), lam, reg_scale)
     lam_i = _lams((P > 0).sum(axis=0), lam, reg_scale)
-    return float(np.sum(C * (P - X @ Y.T) ** 2) + lam_u @ np.sum(X ** 2, axis=1)
-                 + lam_i @ np.sum(Y ** 2, axis=1))
+    scores = X @ Y.T + b[:, None] + c[None, :]
+    return float(np.sum(C * (P - scores) ** 2) + lam_u @ (np.sum(X ** 2, axis=1) + b ** 2)
+                 + lam_i @ (np.sum(Y ** 2, axis=1) + c ** 2))
 
 
 def _implicit_half_step(P: np.ndarray, C: np.ndarray, Y: np.ndarray, lam: float,
-                        reg_scale: str) -> np.ndarray:
-    """Each row's exact minimizer, ``(Y^T C_u Y + lam_u I)^-1 Y^T C_u p_u``, on the dense
-    matrices (every column, observed or not)."""
+                        reg_scale: str, y_bias: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's exact minimizer on the dense matrices (every column, observed or not):
+    ``(Y^T C_u Y + lam_u I)^-1 Y^T C_u p_u``, or with the fixed side's biases ``c``
+    (``y_bias``) ``[x_u; b_u] = (Y~^T C_u Y~ + lam_u I)^-1 Y~^T C_u (p_u - c)`` on
+    ``Y~ = [Y, 1]``.  Returns the factors and the biases (zero without ``y_bias``)."""
     k = Y.shape[1]
     lam_u = _lams((P > 0).sum(axis=1), lam, reg_scale)
-    X = np.zeros((P.shape[0], k))
+    if y_bias is None:
+        Yt, target = Y, P
+    else:
+        Yt, target = np.hstack([Y, np.ones((len(Y), 1))]), P - np.asarray(y_bias)[None, :]
+    k1 = Yt.shape[1]
+    W = np.zeros((P.shape[0], k1))
     for u in range(P.shape[0]):
-        YC = Y.T * C[u]
-        X[u] = np.linalg.solve(YC @ Y + lam_u[u] * np.eye(k), YC @ P[u])
-    return X
+        YC = Yt.T * C[u]
+        W[u] = np.linalg.solve(YC @ Yt + lam_u[u] * np.eye(k1), YC @ target[u])
+    return W[:, :k].copy(), (W[:, k].copy() if k1 > k else np.zeros(P.shape[0]))
 
 
 def implicit_als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int,
                  n_items: int, user_factors: np.ndarray, lam: float, alpha: float,
-                 reg_scale: str, iterations: int) -> ReferenceModel:
+                 reg_scale: str, iterations: int, biases: bool = False) -> ReferenceModel:
     """Implicit-feedback ALS (Hu, Koren, Volinsky 2008; MLlib's semantics and order) on dense
-    P and C: no biases, no global mean; the users start at ``user_factors``, every iteration
-    solves the items, then the users; J recorded after every iteration."""
+    P and C: no global mean, and no biases unless ``biases``; the users start at
+    ``user_factors`` (and zero biases), every iteration solves the items, then the users;
+    J recorded after every iteration."""
     P, C = implicit_dense(users, items, ratings, n_users, n_items, alpha)
     k = user_factors.shape[1]
     model = ReferenceModel(mu=0.0, user_factors=np.array(user_factors, dtype=np.float64),
@@ -132,8 +146,11 @@ def implicit_als(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_us
                            item_factors=np.zeros((n_items, k)),
                            item_bias=np.zeros(n_items))
     for _ in range(iterations):
-        model.item_factors = _implicit_half_step(P.T, C.T, model.user_factors, lam, reg_scale)
-        model.user_factors = _implicit_half_step(P, C, model.item_factors, lam, reg_scale)
+        model.item_factors, model.item_bias = _implicit_half_step(
+            P.T, C.T, model.user_factors, lam, reg_scale, model.user_bias if biases else None)
+        model.user_factors, model.user_bias = _implicit_half_step(
+            P, C, model.item_factors, lam, reg_scale, model.item_bias if biases else None)
         model.objectives.append(implicit_objective(P, C, model.user_factors,
-                                                   model.item_factors, lam, reg_scale))
+                                                   model.item_factors, lam, reg_scale,
+                                                   model.user_bias, model.item_bias))
     return model

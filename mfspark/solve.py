@@ -459,11 +459,12 @@ def compiled_solve(rows: np.ndarray, F: np.ndarray, cols: np.ndarray, y: np.ndar
                    start: np.ndarray, counts: np.ndarray, lam_rows: np.ndarray,
                    max_gather: int, weight: np.ndarray | None = None,
                    base: np.ndarray | None = None,
-                   bound: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   bound: np.ndarray | None = None, shift: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`mfspark.kernel.row_solve` (solutions and right-hand sides), with a row it
     cannot solve named in the :class:`SolveError` (its ``rows`` value and rating count)."""
     w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam_rows, max_gather,
-                                      weight=weight, base=base, bound=bound)
+                                      weight=weight, base=base, bound=bound, shift=shift)
     if failed:  # the 1-based position of the first failed row, negative: NNLS rounds
         at = abs(failed) - 1
         what = (_NOT_POSITIVE_DEFINITE if failed > 0
@@ -540,4 +541,5 @@ def _sorted(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> bool:
     if len(rows) < 2:
         return True
     dr, dc = np.diff(rows), np.diff(cols)
-    return bool(np.all((dr > 0) | ((dr == 0) & ((dc > 0) | ((dc == 0) & (ratings[1:] >= ratings[:-1]))))))
+    same_col = (dc == 0) & (ratings[1:] >= ratings[:-1])
+    return bool(np.all((dr > 0) | ((dr == 0) & ((dc > 0) | same_col))))

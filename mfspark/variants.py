@@ -9,7 +9,7 @@ dispatches to it:
   below by 0 and the bias (if fitted) free; ``sse`` is each row's squared training error;
 - implicit (``alpha`` given): the Hu-Koren-Volinsky systems, solved by Cholesky or (with
   ``nonnegative``) by NNLS; ``sse`` is each row's confidence-weighted loss over *all*
-  columns (the data term of the implicit J), ``bias`` is zero.
+  columns (the data term of the implicit J); ``bias`` is zero unless ``biases``.
 
 Both are solved in the compiled row loop of :mod:`mfspark.kernel` (each row's system built
 and solved in place, NNLS included) wherever :func:`mfspark.solve.gram_method` picks it, and
@@ -57,46 +57,60 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     Parameters are those of :func:`mfspark.solve.solve_block`, plus ``nonnegative``
     (factors >= 0), ``alpha`` (None: explicit feedback; a number: implicit feedback with
     confidence ``1 + alpha |r|``) and ``fixed_gram``, the fixed side's ``Y^T Y``
-    (:func:`mfspark.implicit.gramian`; computed here when not given).  Implicit feedback
-    ignores ``fixed_bias`` and ``mu`` and needs ``biases=False``.  ``cg_steps`` (implicit,
-    not nonnegative) replaces the exact solve by that many conjugate-gradient steps started
-    from the rows' ``previous`` factors (the solved side's current factors, indexed like
-    ``rows``; default zeros).
+    (:func:`mfspark.implicit.gramian`; computed here when not given), with ``biases`` the
+    Gram matrix of ``[Y, 1, c]`` (:func:`mfspark.implicit.bias_columns`).  Implicit
+    feedback ignores ``mu`` (its model has no global mean) and, without ``biases``,
+    ``fixed_bias``.  ``cg_steps`` (implicit, not nonnegative) replaces the exact solve by
+    that many conjugate-gradient steps started from the rows' ``previous`` factors (the
+    solved side's current factors, with ``biases`` followed by their bias as a last column,
+    indexed like ``rows``; default zeros).
     """
     rows, cols, ratings, start, counts = group_rows(rows, cols, ratings)
     if alpha is not None:
-        if biases:
-            raise ValueError("implicit feedback has no biases: pass biases=False")
-        F = np.asarray(fixed_factors, dtype=np.float64)
-        G = implicit.gramian(F) if fixed_gram is None else np.asarray(fixed_gram, np.float64)
+        if biases:  # unknowns [x; b] against [y, 1], targets p - c_i (mfspark.implicit)
+            F = augmented(fixed_factors)
+            col_bias = np.asarray(fixed_bias, dtype=np.float64)[cols]
+            Z = (implicit.gramian(implicit.bias_columns(fixed_factors, fixed_bias))
+                 if fixed_gram is None else fixed_gram)
+        else:
+            F, col_bias = np.asarray(fixed_factors, dtype=np.float64), None
+            Z = implicit.gramian(F) if fixed_gram is None else fixed_gram
+        G, shift, bias_sq = implicit.split_gramian(Z, biases)
+        k1 = F.shape[1]
         if cg_steps and nonnegative:
             raise ValueError("conjugate gradient serves the unconstrained systems only")
         x0 = None
-        if cg_steps:  # from the rows' current factors
-            x0 = (np.zeros((len(start), F.shape[1])) if previous is None
+        if cg_steps:  # from the rows' current factors (and biases)
+            x0 = (np.zeros((len(start), k1)) if previous is None
                   else np.asarray(previous, dtype=np.float64)[rows[start]])
+        bound = None
+        if nonnegative:  # the factors >= 0, the bias free
+            bound = np.ones(k1, bool)
+            bound[-1] = not biases
         xAx = None
-        if gram_method(F.shape[1], len(F), max_gather) == "compiled":
+        if gram_method(k1, len(F), max_gather) == "compiled":
             # the compiled row loop: no stack of Gram matrices; per row one posv (NNLS: a
             # few), or matrix-free conjugate-gradient steps
             extra, target, lam_rows, cpp = implicit.row_terms(ratings, start, alpha, lam,
-                                                              reg_scale)
+                                                              reg_scale, col_bias, bias_sq)
             if cg_steps:
                 w, b, xAx = kernel.cg_rows(F, cols, extra, target, start, counts, lam_rows,
-                                           G, x0, cg_steps, max_gather)
+                                           G, x0, cg_steps, max_gather, shift=shift)
             else:  # w^T A w = w . b at the (NNLS) solution: data_term needs no A
                 w, b = compiled_solve(rows, F, cols, target, start, counts, lam_rows,
-                                      max_gather, weight=extra, base=G,
-                                      bound=np.ones(F.shape[1], bool) if nonnegative else None)
+                                      max_gather, weight=extra, base=G, bound=bound,
+                                      shift=shift)
             A = None
         else:
-            A, b, lam_rows, cpp = implicit.implicit_system(F, G, cols, ratings, start, counts,
-                                                           alpha, lam, reg_scale, max_gather)
+            A, b, lam_rows, cpp = implicit.implicit_system(
+                F, G, cols, ratings, start, counts, alpha, lam, reg_scale, max_gather,
+                col_bias, shift, bias_sq)
             w = (implicit.cg_solve(A, b, x0, cg_steps) if cg_steps
-                 else nnls_solve(A, b) if nonnegative else cholesky_solve(A, b))
+                 else nnls_solve(A, b, free=~bound) if nonnegative else cholesky_solve(A, b))
         sse = implicit.data_term(A, b, lam_rows, cpp, w, xAx)
-        return BlockSolution(rows=rows[start].astype(np.int64), factors=w,
-                             bias=np.zeros(len(w)), sse=sse, counts=counts.astype(np.int64))
+        factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+        return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
+                             sse=sse, counts=counts.astype(np.int64))
     y = ratings - np.asarray(fixed_bias)[cols] - mu
     F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, dtype=np.float64)
     k1 = F.shape[1]

@@ -76,7 +76,7 @@ def test_rating_range_in_toml(tmp_path):
 
 
 def test_rank_zero_needs_biases():
-    with pytest.raises(cfg.ConfigError, match="als.rank must be >= 1 when als.biases is false"):
+    with pytest.raises(cfg.ConfigError, match="als.rank must be >= 1 when no biases are fitted"):
         cfg.ALSParams(rank=0, biases=False)
 
 

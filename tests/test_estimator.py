@@ -87,14 +87,12 @@ def test_copy_and_set_params():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"coldStartStrategy": "zero"}, "coldStartStrategy must be one of"),
-    ({"implicitPrefs": True, "biases": True}, "biases=True is not supported with "
-                                              "implicitPrefs=True"),
     ({"alpha": -0.5}, "alpha must be a finite number >= 0, got -0.5"),
     ({"implicitPrefs": True, "rank": 0}, "als.rank must be >= 1"),
     ({"regScale": "ridge"}, "regScale must be one of"),
     ({"regParam": 0.0}, "regParam must be > 0, got 0.0"),
     ({"maxIter": 0}, "maxIter must be >= 1, got 0"),
-    ({"rank": 0, "biases": False}, "als.rank must be >= 1 when als.biases is false"),
+    ({"rank": 0, "biases": False}, "als.rank must be >= 1 when no biases are fitted"),
     ({"cgSteps": 3}, "cgSteps must be >= 0, and 0 unless implicitPrefs=True"),
     ({"cgSteps": -1, "implicitPrefs": True}, "cgSteps must be >= 0"),
 ])

@@ -29,38 +29,45 @@ def test_confidence_and_preference_follow_mllib():
     np.testing.assert_array_equal(target, [0.0, 0.0, 2.0, 7.0])  # c p, p = [r > 0]
 
 
+@pytest.mark.parametrize("biases", [False, True])
 @pytest.mark.parametrize("reg_scale,lam", [("count", 0.1), ("none", 1.5)])
-def test_block_equals_dense_solve(reg_scale, lam, row_loop):
+def test_block_equals_dense_solve(reg_scale, lam, biases, row_loop):
+    """Each row's solution and data term equal the dense solve over every column; with
+    biases, [x_u; b_u] against [y_i, 1] and the targets p - c_i of all columns."""
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=0)
     Y = init_factors(20, 4, seed=1)
-    sol = solve_variant_block(users, items, ratings, Y, np.zeros(20), 0.0, lam, reg_scale,
-                              max_gather=40, biases=False, alpha=3.0)
+    c = np.random.default_rng(2).normal(0.0, 0.3, 20) if biases else np.zeros(20)
+    sol = solve_variant_block(users, items, ratings, Y, c, 0.7, lam, reg_scale,
+                              max_gather=40, biases=biases, alpha=3.0)
     P, C = reference.implicit_dense(users, items, ratings, 30, 20, 3.0)
-    X = reference._implicit_half_step(P, C, Y, lam, reg_scale)
+    X, b = reference._implicit_half_step(P, C, Y, lam, reg_scale, c if biases else None)
     np.testing.assert_allclose(sol.factors, X[sol.rows], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(sol.sse, np.sum(C * (P - X @ Y.T) ** 2, axis=1)[sol.rows],
-                               rtol=1e-9)
-    assert np.all(sol.bias == 0)
+    np.testing.assert_allclose(sol.bias, b[sol.rows], rtol=1e-9, atol=1e-12)
+    assert np.any(sol.bias != 0) if biases else np.all(sol.bias == 0)
+    loss = np.sum(C * (P - X @ Y.T - b[:, None] - c[None, :]) ** 2, axis=1)
+    np.testing.assert_allclose(sol.sse, loss[sol.rows], rtol=1e-9)  # mu (0.7) is ignored
 
 
-def test_nonnegative_implicit_block_satisfies_kkt(row_loop):
+@pytest.mark.parametrize("biases", [False, True])
+def test_nonnegative_implicit_block_satisfies_kkt(biases, row_loop):
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=2)
     Y = init_factors(20, 5, seed=3)
+    # item biases around 0.5: some rows' free biases come out negative
+    c = np.random.default_rng(4).normal(0.5, 0.3, 20) if biases else np.zeros(20)
     lam, alpha = 0.1, 2.0
-    sol = solve_variant_block(users, items, ratings, Y, np.zeros(20), 0.0, lam, "count",
-                              biases=False, nonnegative=True, alpha=alpha)
+    sol = solve_variant_block(users, items, ratings, Y, c, 0.0, lam, "count",
+                              biases=biases, nonnegative=True, alpha=alpha)
     assert np.all(sol.factors >= 0) and np.any(sol.factors == 0)
+    if biases:  # the bias stays free
+        assert np.any(sol.bias < 0)
     P, C = reference.implicit_dense(users, items, ratings, 30, 20, alpha)
+    Yt = np.hstack([Y, np.ones((20, 1))]) if biases else Y
+    free = np.arange(Yt.shape[1]) == 5
     for n, u in enumerate(sol.rows):  # dense system of the row, every column
-        A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(5)
-        b = (Y.T * C[u]) @ P[u]
-        assert kkt_violation(A[None], b[None], sol.factors[n][None])[0] < 1e-9
-
-
-def test_implicit_needs_no_biases():
-    with pytest.raises(ValueError, match="biases=False"):
-        solve_variant_block(np.array([0]), np.array([0]), np.array([1.0]), np.ones((1, 2)),
-                            np.zeros(1), 0.0, 0.1, "count", alpha=1.0)
+        A = (Yt.T * C[u]) @ Yt + lam * np.sum(P[u] > 0) * np.eye(Yt.shape[1])
+        b = (Yt.T * C[u]) @ (P[u] - c)
+        w = np.r_[sol.factors[n], sol.bias[n]] if biases else sol.factors[n]
+        assert kkt_violation(A[None], b[None], w[None], free=free)[0] < 1e-9
 
 
 @pytest.mark.parametrize("values,message", [
@@ -68,8 +75,6 @@ def test_implicit_needs_no_biases():
     ({"alpha": float("nan")}, "als.alpha must be a finite number >= 0"),
     ({"implicit_prefs": "yes"}, "als.implicit_prefs must be true or false, got 'yes'"),
     ({"nonnegative": 1}, "als.nonnegative must be true or false, got 1"),
-    ({"implicit_prefs": True, "biases": True}, "als.biases must be false or unset when "
-                                               "als.implicit_prefs is true"),
     ({"implicit_prefs": True, "rank": 0}, "als.rank must be >= 1"),
     ({"cg_steps": 3}, "als.cg_steps must be 0 unless als.implicit_prefs is true"),
     ({"implicit_prefs": True, "nonnegative": True, "cg_steps": 3},
@@ -84,28 +89,39 @@ def test_bad_settings_are_named(values, message):
 def test_biases_default_by_mode():
     assert ALSParams().fit_biases and not ALSParams(implicit_prefs=True).fit_biases
     assert not ALSParams(biases=False).fit_biases
+    assert ALSParams(implicit_prefs=True, biases=True).fit_biases  # asked for: fitted
 
 
-def test_spark_implicit_equals_dense_reference(spark, tmp_path):
+@pytest.mark.parametrize("biases", [False, True])
+def test_spark_implicit_equals_dense_reference(spark, tmp_path, biases):
     users, items, ratings = signed_ratings(40, 25, 0.3, seed=11)
     params = ALSParams(rank=4, reg=0.05, iterations=3, implicit_prefs=True, alpha=2.0,
-                       num_user_blocks=3, num_item_blocks=2)
+                       num_user_blocks=3, num_item_blocks=2, biases=biases)
     U0 = init_factors(40, 4, seed=5)  # implicit: the users start seeded, items solved first
     got = fit_spark(spark, users, items, ratings, params, str(tmp_path), U0)
-    ref = reference.implicit_als(users, items, ratings, 40, 25, U0, 0.05, 2.0, "count", 3)
+    ref = reference.implicit_als(users, items, ratings, 40, 25, U0, 0.05, 2.0, "count", 3,
+                                 biases=biases)
     assert got.mu == 0.0
     assert rel_err(got.users.factors, ref.user_factors) <= 1e-8
     assert rel_err(got.items.factors, ref.item_factors) <= 1e-8
-    assert np.all(got.users.bias == 0) and np.all(got.items.bias == 0)
+    if biases:
+        assert rel_err(got.users.bias, ref.user_bias) <= 1e-8
+        assert rel_err(got.items.bias, ref.item_bias) <= 1e-8
+        assert np.abs(got.items.bias).max() > 0.01
+    else:
+        assert np.all(got.users.bias == 0) and np.all(got.items.bias == 0)
     np.testing.assert_allclose([h["objective"] for h in got.history], ref.objectives,
                                rtol=1e-9)
 
 
-@pytest.mark.parametrize("implicit,nonnegative", [(True, False), (True, True), (False, True)])
-def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative):
+@pytest.mark.parametrize("implicit,nonnegative,biases", [
+    (True, False, None), (True, True, None), (False, True, None), (True, False, True),
+    (True, True, True)])
+def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative, biases):
     users, items, ratings = (signed_ratings if implicit else random_ratings)(50, 30, 0.2, 3)
     params = ALSParams(rank=5, reg=0.05, iterations=6, implicit_prefs=implicit, alpha=4.0,
-                       nonnegative=nonnegative, num_user_blocks=2, num_item_blocks=2)
+                       nonnegative=nonnegative, num_user_blocks=2, num_item_blocks=2,
+                       biases=biases)
     first, seeded = ("item", "user") if implicit else ("user", "item")  # MLlib's implicit order
     got = fit_spark(spark, users, items, ratings, params, str(tmp_path),
                     np.abs(init_factors(50 if seeded == "user" else 30, 5, 1)))
@@ -120,7 +136,10 @@ def test_spark_objective_never_increases(spark, tmp_path, implicit, nonnegative)
     if implicit:
         P, C = reference.implicit_dense(users, items, ratings, 50, 30, 4.0)
         assert trail[-1] == pytest.approx(reference.implicit_objective(
-            P, C, got.users.factors, got.items.factors, 0.05, "count"), rel=1e-9)
+            P, C, got.users.factors, got.items.factors, 0.05, "count", got.users.bias,
+            got.items.bias), rel=1e-9)
+    if biases:
+        assert np.abs(got.items.bias).max() > 0.01
 
 
 def test_estimator_implicit_and_recommendations_score_without_biases(spark):
@@ -149,6 +168,38 @@ def test_estimator_implicit_and_recommendations_score_without_biases(spark):
         got = [r["rating"] for r in row["recommendations"]]
         np.testing.assert_allclose(got, expected, rtol=1e-5)
         assert [r["item"] for r in row["recommendations"]][0] == int(np.argmax(scores))
+
+
+def test_estimator_implicit_with_biases_scores_with_them(spark):
+    """implicitPrefs=True, biases=True: the estimator's factors and biases are the dense
+    reference's, and recommendForAllUsers ranks by u . v + b_u + c_i (the item bias moves
+    the ranking)."""
+    from mfspark import ALS
+
+    users, items, ratings = signed_ratings(30, 20, 0.3, seed=23)
+    df = spark.createDataFrame(list(zip(users.tolist(), items.tolist(), ratings.tolist())),
+                               "user long, item long, rating double")
+    model = ALS(rank=3, maxIter=2, regParam=0.1, implicitPrefs=True, alpha=5.0, seed=4,
+                biases=True, numUserBlocks=2, numItemBlocks=2).fit(df)
+    ref = reference.implicit_als(users, items, ratings, 30, 20, init_factors(30, 3, 4), 0.1,
+                                 5.0, "count", 2, biases=True)
+    uf = {r["id"]: r for r in model.userFactors.collect()}
+    vf = {r["id"]: r for r in model.itemFactors.collect()}
+    U = np.array([uf[u]["features"] for u in range(30)])
+    V = np.array([vf[i]["features"] for i in range(20)])
+    c = np.array([vf[i]["bias"] for i in range(20)])
+    np.testing.assert_allclose(U, ref.user_factors, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(c, ref.item_bias, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose([uf[u]["bias"] for u in range(30)], ref.user_bias, rtol=1e-8,
+                               atol=1e-12)
+    assert model.mu == 0.0 and model.metadata["biases"]
+    changed = 0
+    for row in model.recommendForAllUsers(3).collect():
+        scores = U[row["user"]] @ V.T + uf[row["user"]]["bias"] + c
+        np.testing.assert_allclose([r["rating"] for r in row["recommendations"]],
+                                   np.sort(scores)[::-1][:3], rtol=1e-5)
+        changed += int(np.argmax(scores) != np.argmax(U[row["user"]] @ V.T))
+    assert changed > 0  # without the biases some users' best item would differ
 
 
 def test_estimator_nonnegative_keeps_free_biases(spark):
@@ -203,40 +254,48 @@ def test_spark_nonnegative_without_biases_is_mllibs_model(spark, tmp_path):
         assert kkt_violation(A[None], (X.T @ ratings[sel])[None], V[j][None])[0] < 1e-9
 
 
-def test_conjugate_gradient_block_decreases_each_row_and_converges(row_loop):
-    """cg_steps: a few steps from the previous factors lower every row's quadratic (never
-    raise it), the loss is that of the approximate solution, and K steps are the exact
-    solve; the compiled loop and the NumPy stack give the same iterates."""
+@pytest.mark.parametrize("biases", [False, True])
+def test_conjugate_gradient_block_decreases_each_row_and_converges(biases, row_loop):
+    """cg_steps: a few steps from the previous factors (and biases) lower every row's
+    quadratic (never raise it), the loss is that of the approximate solution, and K (+ 1)
+    steps are the exact solve; the compiled loop and the NumPy stack give the same
+    iterates."""
     users, items, ratings = signed_ratings(30, 20, 0.25, seed=5)
     Y, lam, alpha = init_factors(20, 4, seed=6), 0.1, 2.0
-    previous = init_factors(30, 4, seed=7)
+    c = np.random.default_rng(8).normal(0.0, 0.3, 20) if biases else np.zeros(20)
+    Yt = np.hstack([Y, np.ones((20, 1))]) if biases else Y
+    k1 = Yt.shape[1]
+    previous = init_factors(30, k1, seed=7)
     P, C = reference.implicit_dense(users, items, ratings, 30, 20, alpha)
-    args = (users, items, ratings, Y, np.zeros(20), 0.0, lam, "count")
-    exact = solve_variant_block(*args, biases=False, alpha=alpha)
-    two = solve_variant_block(*args, biases=False, alpha=alpha, cg_steps=2, previous=previous)
-    full = solve_variant_block(*args, biases=False, alpha=alpha, cg_steps=4, previous=previous)
-    np.testing.assert_allclose(full.factors, exact.factors, rtol=1e-8, atol=1e-10)
-    assert np.abs(two.factors - exact.factors).max() > 1e-4  # two steps are not the solution
+    args = (users, items, ratings, Y, c, 0.0, lam, "count")
+    kw = dict(biases=biases, alpha=alpha)
+    exact = solve_variant_block(*args, **kw)
+    two = solve_variant_block(*args, **kw, cg_steps=2, previous=previous)
+    full = solve_variant_block(*args, **kw, cg_steps=k1, previous=previous)
+    unknowns = lambda s: np.column_stack([s.factors, s.bias]) if biases else s.factors  # noqa
+    np.testing.assert_allclose(unknowns(full), unknowns(exact), rtol=1e-8, atol=1e-10)
+    assert np.abs(unknowns(two) - unknowns(exact)).max() > 1e-4  # not the solution yet
     for n, u in enumerate(two.rows):
-        A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(4)
-        b = (Y.T * C[u]) @ P[u]
+        A = (Yt.T * C[u]) @ Yt + lam * np.sum(P[u] > 0) * np.eye(k1)
+        b = (Yt.T * C[u]) @ (P[u] - c)
         f = lambda x: 0.5 * x @ A @ x - b @ x  # noqa: E731
-        assert f(two.factors[n]) <= f(previous[u]) + 1e-12
-        assert f(full.factors[n]) <= f(two.factors[n]) + 1e-12
-        loss = np.sum(C[u] * (P[u] - Y @ two.factors[n]) ** 2)
+        assert f(unknowns(two)[n]) <= f(previous[u]) + 1e-12
+        assert f(unknowns(full)[n]) <= f(unknowns(two)[n]) + 1e-12
+        loss = np.sum(C[u] * (P[u] - c - Yt @ unknowns(two)[n]) ** 2)
         assert two.sse[n] == pytest.approx(loss, rel=1e-9)
-    np.testing.assert_allclose(two.factors, reference_cg(users, items, ratings, Y, previous,
-                                                         lam, alpha, 2), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(unknowns(two), reference_cg(users, items, ratings, Yt, c,
+                                                           previous, lam, alpha, 2),
+                               rtol=1e-9, atol=1e-12)
 
 
-def reference_cg(users, items, ratings, Y, previous, lam, alpha, steps):
-    """Textbook conjugate gradient, one dense row at a time."""
+def reference_cg(users, items, ratings, Y, c, previous, lam, alpha, steps):
+    """Textbook conjugate gradient, one dense row at a time (targets ``p - c``)."""
     P, C = reference.implicit_dense(users, items, ratings, len(previous), len(Y), alpha)
     out = np.array(previous, dtype=float)
     for u in range(len(previous)):
         A = (Y.T * C[u]) @ Y + lam * np.sum(P[u] > 0) * np.eye(Y.shape[1])
         x = out[u]
-        r = (Y.T * C[u]) @ P[u] - A @ x
+        r = (Y.T * C[u]) @ (P[u] - c) - A @ x
         p = r.copy()
         for _ in range(steps):
             a = (r @ r) / (p @ A @ p)
@@ -248,10 +307,11 @@ def reference_cg(users, items, ratings, Y, previous, lam, alpha, steps):
     return out
 
 
-def test_spark_conjugate_gradient_never_increases_the_objective(spark, tmp_path):
+@pytest.mark.parametrize("biases", [False, True])
+def test_spark_conjugate_gradient_never_increases_the_objective(spark, tmp_path, biases):
     users, items, ratings = signed_ratings(50, 30, 0.2, 3)
     common = dict(rank=5, reg=0.05, iterations=5, implicit_prefs=True, alpha=4.0,
-                  num_user_blocks=2, num_item_blocks=2)
+                  num_user_blocks=2, num_item_blocks=2, biases=biases)
     U0 = init_factors(50, 5, 1)
     cg = fit_spark(spark, users, items, ratings, ALSParams(**common, cg_steps=2),
                    str(tmp_path / "cg"), U0)
@@ -261,9 +321,12 @@ def test_spark_conjugate_gradient_never_increases_the_objective(spark, tmp_path)
     assert np.all(np.diff(trail) <= 1e-9 * np.abs(np.array(trail[:-1]))), trail
     P, C = reference.implicit_dense(users, items, ratings, 50, 30, 4.0)
     assert trail[-1] == pytest.approx(reference.implicit_objective(
-        P, C, cg.users.factors, cg.items.factors, 0.05, "count"), rel=1e-9)
+        P, C, cg.users.factors, cg.items.factors, 0.05, "count", cg.users.bias,
+        cg.items.bias), rel=1e-9)
     exact = fit_spark(spark, users, items, ratings, ALSParams(**common), str(tmp_path / "x"), U0)
-    many = fit_spark(spark, users, items, ratings, ALSParams(**common, cg_steps=5),
-                     str(tmp_path / "many"), U0)  # K steps: the exact solve
+    many = fit_spark(spark, users, items, ratings,
+                     ALSParams(**common, cg_steps=6 if biases else 5),
+                     str(tmp_path / "many"), U0)  # K (+ 1 bias) steps: the exact solve
     np.testing.assert_allclose(many.users.factors, exact.users.factors, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(many.items.bias, exact.items.bias, rtol=1e-7, atol=1e-9)
     assert not np.allclose(cg.users.factors, exact.users.factors, atol=1e-6)

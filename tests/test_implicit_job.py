@@ -38,9 +38,9 @@ def test_flags_and_toml_keys_reach_the_config(tmp_path):
     c = cfg.load(path).als
     assert (c.implicit_prefs, c.alpha, c.nonnegative, c.biases) == (True, 10, True, None)
     path.write_text("[als]\nimplicit_prefs = true\nbiases = true\n")
-    with pytest.raises(cfg.ConfigError, match="als.biases must be false or unset when "
-                                              "als.implicit_prefs is true"):
-        cfg.load(path)
+    assert cfg.load(path).als.fit_biases  # implicit feedback with biases, asked for
+    assert train_job.settings(train_job.parser().parse_args(
+        ["--implicit-prefs", "--biases"])).als.fit_biases
 
 
 def test_bad_alpha_flag_is_a_usage_error(tmp_path):
@@ -64,3 +64,18 @@ def test_train_implicit_nonnegative_on_embedded_sample(spark, tmp_path):
     assert np.all(f.users.factors >= 0) and np.all(f.items.factors >= 0)
     assert np.all(f.users.bias == 0) and np.all(f.items.bias == 0)
     assert "test_rmse" not in md["history"][-1]
+
+
+def test_train_implicit_with_biases_on_embedded_sample(spark, tmp_path):
+    """jobs/train.py's path with --implicit-prefs --biases: both sides' biases are fitted
+    and J never increases (its equality with the dense oracle: tests/test_implicit.py)."""
+    config = cfg.override(cfg.JobConfig(), out=str(tmp_path), iterations=3,
+                          implicit_prefs=True, alpha=5.0, biases=True)
+    result = train(spark, config)
+    md = result.metadata
+    assert md["implicit_prefs"] and md["biases"] and md["mu"] == 0.0
+    objectives = [h["objective"] for h in md["history"]]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(objectives, objectives[1:]))
+    f = result.fitted
+    assert np.abs(f.items.bias).max() > 0.01 and np.abs(f.users.bias).max() > 0.01
+

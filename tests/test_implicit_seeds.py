@@ -66,6 +66,24 @@ def test_mfspark_variant_with_conjugate_gradient_is_the_estimators_fit(spark, se
     assert np.abs(U - exact).max() > 1e-3  # one step is not the exact solve
 
 
+def test_biases_variant_is_the_estimators_fit_with_biases(spark, seeds_script):
+    frame, problem = small_problem(seeds_script)
+    train, _ = seeds_script.per_user_holdout(frame, 0.25, 1)
+    U, V = seeds_script.fit(problem, "biases", seed=3, rank=3, iterations=2)
+    model = ALS(rank=3, maxIter=2, regParam=0.05, implicitPrefs=True, alpha=2.0, seed=3,
+                biases=True, userCol="user", itemCol="item", ratingCol="rating",
+                numUserBlocks=2, numItemBlocks=2).fit(spark.createDataFrame(train))
+    for got, side in ((U, model.userFactors), (V, model.itemFactors)):
+        pdf = side.toPandas().sort_values("id")
+        np.testing.assert_allclose(got[:, :-1], np.stack(pdf["features"].to_numpy()),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[:, -1], pdf["bias"].to_numpy(), rtol=1e-9, atol=1e-12)
+    X, Y, b, c = seeds_script.model_parts(U, V, "biases")
+    assert np.abs(c).max() > 0.01
+    Us, Vs = seeds_script.scoring(U, V, "biases")
+    np.testing.assert_allclose(Us @ Vs.T, X @ Y.T + b[:, None] + c[None, :], rtol=1e-12)
+
+
 def test_unit_norm_variant_only_rescales_the_start(seeds_script):
     _, problem = small_problem(seeds_script)
     U0 = init_factors(problem.n_users, 3, 5)

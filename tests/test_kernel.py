@@ -45,9 +45,11 @@ def test_compiled_loop_equals_python_loop(rank, max_gather):
 
 @pytest.mark.parametrize("rank", [1, 5, 20])
 @pytest.mark.parametrize("max_gather", [1 << 20, 7 * 21])
-def test_weighted_systems_with_a_base_matrix(rank, max_gather):
-    """The implicit-feedback form: (base + X^T W X + lam I) w = X^T y, short rows included
-    (no dual form: base is not a multiple of I), zero weights included."""
+@pytest.mark.parametrize("shifted", [False, True])
+def test_weighted_systems_with_a_base_matrix(rank, max_gather, shifted):
+    """The implicit-feedback form: (base + X^T W X + lam I) w = X^T y - shift, short rows
+    included (no dual form: base is not a multiple of I), zero weights included; the shift
+    (implicit feedback with biases) defaults to 0."""
     F, cols, y, start, counts = _block(rank, seed=10 + rank)
     rng = np.random.default_rng(rank)
     weight = rng.uniform(0, 3, len(cols))
@@ -55,15 +57,17 @@ def test_weighted_systems_with_a_base_matrix(rank, max_gather):
     M = rng.standard_normal((rank + 1, rank + 1))
     base = M @ M.T
     lam = 0.2 * counts.astype(float)
+    shift = rng.standard_normal(rank + 1) if shifted else np.zeros(rank + 1)
     w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam, max_gather,
-                                      weight=weight, base=base)
+                                      weight=weight, base=base,
+                                      shift=shift if shifted else None)
     assert failed == 0
     for r in range(len(counts)):
         sl = slice(start[r], start[r] + counts[r])
         X = F[cols[sl]]
         A = base + (X.T * weight[sl]) @ X + lam[r] * np.eye(rank + 1)
-        np.testing.assert_allclose(rhs[r], X.T @ y[sl], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(w[r], np.linalg.solve(A, X.T @ y[sl]), rtol=1e-9,
+        np.testing.assert_allclose(rhs[r], X.T @ y[sl] - shift, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(w[r], np.linalg.solve(A, X.T @ y[sl] - shift), rtol=1e-9,
                                    atol=1e-10)
 
 
@@ -81,7 +85,8 @@ def test_bounded_rows_solve_their_nnls(rank, max_gather, free_last):
     rng = np.random.default_rng(rank)
     weight = rng.uniform(0, 3, len(cols))
     M = rng.standard_normal((k1, k1))
-    for extra in ({}, {"weight": weight, "base": M @ M.T}):
+    for extra in ({}, {"weight": weight, "base": M @ M.T},
+                  {"weight": weight, "base": M @ M.T, "shift": rng.standard_normal(k1)}):
         w, rhs, failed = kernel.row_solve(F, cols, y, start, counts, lam, max_gather,
                                           bound=~free, **extra)
         assert failed == 0
@@ -91,7 +96,8 @@ def test_bounded_rows_solve_their_nnls(rank, max_gather, free_last):
             X = F[cols[sl]]
             wx = X.T * extra["weight"][sl] if extra else X.T
             A[r] = wx @ X + lam[r] * np.eye(k1) + (extra["base"] if extra else 0)
-            np.testing.assert_allclose(rhs[r], X.T @ y[sl], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(rhs[r], X.T @ y[sl] - extra.get("shift", 0),
+                                       rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(w, nnls_solve(A, rhs, free=free), rtol=1e-9, atol=1e-10)
         assert kkt_violation(A, rhs, w, free).max() < 1e-9
         assert np.all(w[:, ~free] >= 0) and np.any(w[:, ~free] == 0)  # the bound is active
@@ -116,6 +122,11 @@ def test_bad_weights_and_base_are_refused():
         kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, base=np.eye(2))
     with pytest.raises(ValueError, match="bound must have length 3"):
         kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, bound=np.ones(2, bool))
+    with pytest.raises(ValueError, match="shift must have length 3"):
+        kernel.row_solve(F, cols, y, start, counts, lam, 1 << 20, shift=np.ones(4))
+    with pytest.raises(ValueError, match="shift must have length 3"):
+        kernel.cg_rows(F, cols, np.ones(len(y)), y, start, counts, lam, np.eye(3),
+                       np.zeros((len(counts), 3)), 1, shift=np.ones(2))
 
 
 def test_dual_rows_with_lam_zero_are_solved_in_primal_form_and_reported():
@@ -148,17 +159,24 @@ def test_conjugate_gradient_rows_match_the_numpy_iterates(rank):
     base = M @ M.T
     lam = 0.2 * counts.astype(float)
     x0 = rng.standard_normal((len(counts), rank))
-    A = np.empty((len(counts), rank, rank))
+    shift = rng.standard_normal(rank)  # the right-hand sides' shift (implicit biases)
+    A, b = np.empty((len(counts), rank, rank)), np.empty((len(counts), rank))
     for r in range(len(counts)):
         sl = slice(start[r], start[r] + counts[r])
         A[r] = (F[cols[sl]].T * weight[sl]) @ F[cols[sl]] + base + lam[r] * np.eye(rank)
+        b[r] = F[cols[sl]].T @ y[sl]
+    plain = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, 2)
+    np.testing.assert_allclose(plain[1], b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(plain[0], cg_solve(A, b, x0, 2), rtol=1e-8, atol=1e-10)
     for steps in (1, 2, 3):  # (after many steps round-off separates any two implementations)
-        x, rhs, xAx = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, steps)
+        x, rhs, xAx = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, steps,
+                                     shift=shift)
+        np.testing.assert_allclose(rhs, b - shift, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(x, cg_solve(A, rhs, x0, steps), rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(xAx, np.einsum("rk,rkl,rl->r", x, A, x), rtol=1e-10)
         # a gather budget of 3 ratings: long rows in slices, the same iterates
         sliced = kernel.cg_rows(F, cols, weight, y, start, counts, lam, base, x0, steps,
-                                max_gather=3 * rank)
+                                max_gather=3 * rank, shift=shift)
         assert counts.max() > 3
         np.testing.assert_allclose(sliced[0], x, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(sliced[2], xAx, rtol=1e-12)
