@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from mfspark.solve import DEFAULT_MAX_GATHER, SolveError, row_starts, solve_block
 # --- issue 8: implicit feedback / nonnegative factors ---
-from mfspark.implicit import bias_columns, gramian
+from mfspark.implicit import fixed_gramian
 from mfspark.variants import solve_variant_block
 
 #: What a half-step writes: each block's solved rows packed like the ratings, a few Parquet
@@ -437,8 +437,7 @@ def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, lam: float,
     fixed_state = sc.broadcast((fixed.factors, fixed.bias))
     # --- issue 8: dispatch to the implicit / nonnegative solver ---
     variant = nonnegative or alpha is not None
-    fixed_gram = (sc.broadcast(gramian(bias_columns(fixed.factors, fixed.bias) if biases
-                                       else fixed.factors))
+    fixed_gram = (sc.broadcast(fixed_gramian(fixed.factors, fixed.bias, biases))
                   if alpha is not None else None)
     warm = sc.broadcast(previous) if cg_steps and previous is not None else None
 

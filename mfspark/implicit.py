@@ -31,7 +31,7 @@ biases (``biases=True``, off by default) the score is ``x_u . y_i + b_u + c_i`` 
 ``sum_u lam_u b_u^2 + sum_i lam_i c_i^2``.  A row's unknowns are then ``[x_u; b_u]`` against
 the augmented fixed factors ``y~_i = [y_i; 1]`` and the target ``p_ui - c_i`` over *all*
 columns, still with one global product per half-step: the driver's Gram matrix of
-``Z = [Y, 1, c]`` (:func:`gramian` of :func:`bias_columns`) holds ``Y~^T Y~``, the shift
+``Z = [Y, 1, c]`` (:func:`fixed_gramian`) holds ``Y~^T Y~``, the shift
 ``Y~^T c`` and ``c . c``, and
 
     (Y~^T Y~ + sum_{Omega_u} (c_ui - 1) y~_i y~_i^T + lam_u I) [x_u; b_u]
@@ -55,17 +55,19 @@ def gramian(factors: np.ndarray) -> np.ndarray:
     return Y.T @ Y
 
 
-def bias_columns(factors: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``Z = [Y, 1, c]``: the fixed side's factors, a column of ones and its biases, whose
-    :func:`gramian` the implicit systems with biases need (:func:`split_gramian`)."""
+def fixed_gramian(factors: np.ndarray, bias: np.ndarray, biases: bool) -> np.ndarray:
+    """The one product of the fixed side a half-step needs (on the driver, once): ``Y^T Y``,
+    or with ``biases`` the Gram matrix of ``Z = [Y, 1, c]`` (factors, a column of ones, the
+    biases), taken apart by :func:`split_gramian`."""
     Y = np.asarray(factors, dtype=np.float64)
-    return np.column_stack([Y, np.ones(len(Y)), np.asarray(bias, dtype=np.float64)])
+    if not biases:
+        return gramian(Y)
+    return gramian(np.column_stack([Y, np.ones(len(Y)), np.asarray(bias, dtype=np.float64)]))
 
 
 def split_gramian(gram: np.ndarray, biases: bool) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """``(base, shift, c . c)`` of the rows' systems from the driver's Gram matrix: without
-    biases ``(Y^T Y, None, 0)``; with biases (``gram`` of :func:`bias_columns`)
-    ``(Y~^T Y~, Y~^T c, c . c)``."""
+    """``(base, shift, c . c)`` of the rows' systems from :func:`fixed_gramian`: without
+    biases ``(Y^T Y, None, 0)``; with biases ``(Y~^T Y~, Y~^T c, c . c)``."""
     G = np.asarray(gram, dtype=np.float64)
     if not biases:
         return G, None, 0.0

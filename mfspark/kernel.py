@@ -365,15 +365,14 @@ def cg_rows(F: np.ndarray, cols: np.ndarray, weight: np.ndarray, target: np.ndar
         raise RuntimeError("the compiled solver needs Numba (pip install numba)")
     k = F.shape[1]
     x = np.array(x0, dtype=np.float64, order="C")
-    shift = _shift(shift, k)
+    shift = np.zeros(k) if shift is None else _shift(shift, k)  # the loop always subtracts
     rhs, xAx = np.empty((len(counts), k)), np.empty(len(counts))
     if len(counts):
         _cg_rows(np.ascontiguousarray(F, dtype=np.float64), np.asarray(cols, dtype=np.int64),
                  np.ascontiguousarray(weight, np.float64),
                  np.ascontiguousarray(target, np.float64), np.asarray(start, dtype=np.int64),
                  np.asarray(counts, dtype=np.int64), np.asarray(lam_rows, dtype=np.float64),
-                 np.ascontiguousarray(base, np.float64),
-                 shift if len(shift) else np.zeros(k), x, int(steps),
+                 np.ascontiguousarray(base, np.float64), shift, x, int(steps),
                  max(1, max_gather // k), rhs, xAx)
     return x, rhs, xAx
 

@@ -531,9 +531,17 @@ def solve_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     # since (X^T X + lam I) w = rhs
     yy = np.add.reduceat(y * y, start) if len(start) else np.zeros(0)
     sse = yy - np.einsum("rk,rk->r", w, rhs) - lam_rows * np.einsum("rk,rk->r", w, w)
-    factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+    factors, bias = split_unknowns(w, biases)
     return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
                          sse=np.maximum(sse, 0.0), counts=counts.astype(np.int64))
+
+
+def split_unknowns(w: np.ndarray, biases: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's solved ``[u; b]`` as ``(factors, bias)``; without ``biases`` all of ``w``
+    is factors and the bias is zero."""
+    if biases:
+        return w[:, :-1].copy(), w[:, -1].copy()
+    return w, np.zeros(len(w))
 
 
 def _sorted(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray) -> bool:

@@ -25,7 +25,7 @@ from mfspark import implicit, kernel
 from mfspark.nnls import nnls_solve
 from mfspark.solve import (DEFAULT_MAX_GATHER, BlockSolution, augmented, cholesky_solve,
                            compiled_solve, gram_method, normal_equations, regularization,
-                           row_starts)
+                           row_starts, split_unknowns)
 
 
 def group_rows(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray
@@ -57,8 +57,8 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     Parameters are those of :func:`mfspark.solve.solve_block`, plus ``nonnegative``
     (factors >= 0), ``alpha`` (None: explicit feedback; a number: implicit feedback with
     confidence ``1 + alpha |r|``) and ``fixed_gram``, the fixed side's ``Y^T Y``
-    (:func:`mfspark.implicit.gramian`; computed here when not given), with ``biases`` the
-    Gram matrix of ``[Y, 1, c]`` (:func:`mfspark.implicit.bias_columns`).  Implicit
+    (:func:`mfspark.implicit.fixed_gramian`: with ``biases`` the Gram matrix of
+    ``[Y, 1, c]``; computed here when not given).  Implicit
     feedback ignores ``mu`` (its model has no global mean) and, without ``biases``,
     ``fixed_bias``.  ``cg_steps`` (implicit, not nonnegative) replaces the exact solve by
     that many conjugate-gradient steps started from the rows' ``previous`` factors (the
@@ -67,15 +67,12 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
     """
     rows, cols, ratings, start, counts = group_rows(rows, cols, ratings)
     if alpha is not None:
-        if biases:  # unknowns [x; b] against [y, 1], targets p - c_i (mfspark.implicit)
-            F = augmented(fixed_factors)
-            col_bias = np.asarray(fixed_bias, dtype=np.float64)[cols]
-            Z = (implicit.gramian(implicit.bias_columns(fixed_factors, fixed_bias))
-                 if fixed_gram is None else fixed_gram)
-        else:
-            F, col_bias = np.asarray(fixed_factors, dtype=np.float64), None
-            Z = implicit.gramian(F) if fixed_gram is None else fixed_gram
-        G, shift, bias_sq = implicit.split_gramian(Z, biases)
+        if fixed_gram is None:
+            fixed_gram = implicit.fixed_gramian(fixed_factors, fixed_bias, biases)
+        G, shift, bias_sq = implicit.split_gramian(fixed_gram, biases)
+        # with biases: unknowns [x; b] against [y, 1], targets p - c_i (mfspark.implicit)
+        F = augmented(fixed_factors) if biases else np.asarray(fixed_factors, np.float64)
+        col_bias = np.asarray(fixed_bias, dtype=np.float64)[cols] if biases else None
         k1 = F.shape[1]
         if cg_steps and nonnegative:
             raise ValueError("conjugate gradient serves the unconstrained systems only")
@@ -108,7 +105,7 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
             w = (implicit.cg_solve(A, b, x0, cg_steps) if cg_steps
                  else nnls_solve(A, b, free=~bound) if nonnegative else cholesky_solve(A, b))
         sse = implicit.data_term(A, b, lam_rows, cpp, w, xAx)
-        factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+        factors, bias = split_unknowns(w, biases)
         return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
                              sse=sse, counts=counts.astype(np.int64))
     y = ratings - np.asarray(fixed_bias)[cols] - mu
@@ -131,6 +128,6 @@ def solve_variant_block(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
         # ||y - X w||^2 = y.y - 2 w.b + w^T (A - lam I) w, for any w
         sse = (yy - 2 * np.einsum("rk,rk->r", w, b) + np.einsum("rk,rkl,rl->r", w, A, w)
                - lam_rows * np.einsum("rk,rk->r", w, w))
-    factors, bias = (w[:, :-1].copy(), w[:, -1].copy()) if biases else (w, np.zeros(len(w)))
+    factors, bias = split_unknowns(w, biases)
     return BlockSolution(rows=rows[start].astype(np.int64), factors=factors, bias=bias,
                          sse=np.maximum(sse, 0.0), counts=counts.astype(np.int64))
