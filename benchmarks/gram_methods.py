@@ -2,15 +2,11 @@
 
 ``python benchmarks/gram_methods.py --users 50000 --items 20000 --ratings 5000000 --ranks 5 10 16 24 50 100``
 
-``python benchmarks/gram_methods.py --dual --ranks 20 30 50 100 200``
-
-The first builds planted synthetic ratings in memory (the shape of ``jobs/generate.py --size
-5m``), then times one half-step of each side, single-threaded, with every Gram method
-(:data:`mfspark.solve.GRAM_METHODS`) and prints what ``auto`` picks.  This is how
-:data:`mfspark.solve.SPARSE_MAX_K1` and :data:`mfspark.solve.SPARSE_MAX_WORK` were chosen.
-The second times, per rank and per rating count ``n``, a row solved in dual form against
-the primal form (microseconds per row, 2,000 random rows of that count): how
-:func:`mfspark.solve.dual_limit` was chosen.
+builds planted synthetic ratings in memory (the shape of ``jobs/generate.py --size 5m``),
+then times one half-step of each side, single-threaded, with every Gram method
+(:data:`mfspark.core.normal.GRAM_METHODS`) and prints what ``auto`` picks.  This is how
+:data:`mfspark.core.normal.SPARSE_MAX_K1` and :data:`mfspark.core.normal.SPARSE_MAX_WORK`
+were chosen, and how the compiled loop was measured the fastest.
 """
 
 from __future__ import annotations
@@ -30,9 +26,12 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mfspark.solve import (GRAM_METHODS, _row_solve, augmented, dual_limit,  # noqa: E402
-                           gather_limit, gram_method, init_factors, solve_block)
-from mfspark.synthetic import PlantedModel, _ratings_for, planted_factors, user_counts  # noqa: E402
+from mfspark.core.block import solve_block  # noqa: E402
+from mfspark.core.normal import GRAM_METHODS, gather_limit, gram_method  # noqa: E402
+from mfspark.core.objective import Objective  # noqa: E402
+from mfspark.core.state import init_factors  # noqa: E402
+from mfspark.data.synthetic import (PlantedModel, _ratings_for, planted_factors,  # noqa: E402
+                                    user_counts)
 
 
 def ratings(model: PlantedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,31 +44,6 @@ def ratings(model: PlantedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             frame["rating"].to_numpy().astype(np.float64))
 
 
-def dual_crossover(ranks: list[int], counts: list[int], rows: int = 2000) -> list[dict]:
-    """Microseconds per row of the dual and the primal form, per rank and rating count."""
-    rng = np.random.default_rng(0)
-    print("microseconds per row, one core; dual_limit(K + 1) in the last column")
-    print("| rank | n | dual | primal | dual_limit |")
-    print("|---|---|---|---|---|")
-    results = []
-    for rank in ranks:
-        F = augmented(init_factors(20_000, rank, 0))
-        for n in (c for c in counts if c <= rank + 1):
-            per_row = np.full(rows, n)
-            start = np.arange(rows) * n
-            cols, y = rng.integers(0, len(F), rows * n), rng.standard_normal(rows * n)
-            lam = 0.1 * per_row.astype(np.float64)
-            times = {}
-            for form, below in (("dual", n + 1), ("primal", 0)):
-                began = time.perf_counter()
-                _row_solve(F, cols, y, start, per_row, lam, 1 << 24, dual_below=below)
-                times[form] = (time.perf_counter() - began) / rows * 1e6
-            results.append({"rank": rank, "n": n, **times, "dual_limit": dual_limit(rank + 1)})
-            print(f"| {rank} | {n} | {times['dual']:.1f} | {times['primal']:.1f} | "
-                  f"{dual_limit(rank + 1)} |", flush=True)
-    return results
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=50_000)
@@ -77,13 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--ratings", type=int, default=5_000_000)
     p.add_argument("--ranks", type=int, nargs="+", default=[5, 10, 16, 24, 50, 100])
     p.add_argument("--methods", nargs="+", default=[m for m in GRAM_METHODS if m != "auto"])
-    p.add_argument("--dual", action="store_true",
-                   help="time the dual against the primal form per rating count instead")
-    p.add_argument("--counts", type=int, nargs="+",
-                   default=[5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200])
     args = p.parse_args(argv)
-    if args.dual:
-        return dual_crossover(args.ranks, args.counts)
     users, items, values = ratings(PlantedModel(num_users=args.users, num_items=args.items,
                                                 num_ratings=args.ratings))
     print(f"{len(values)} ratings, {args.users} users x {args.items} items; seconds per "
@@ -101,7 +69,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             times = {}
             for method in args.methods:
                 began = time.perf_counter()
-                solve_block(r, c, y, fixed, bias, 3.5, 0.1, "count", max_gather, method=method)
+                solve_block(r, c, y, fixed, bias, 3.5, Objective(0.1), max_gather,
+                            method=method)
                 times[method] = time.perf_counter() - began
             picked = gram_method(rank + 1, n_fixed, max_gather,
                                  mean_count=len(r) / len(np.unique(r)))

@@ -37,9 +37,9 @@ from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator  # noqa:
 from pyspark.ml.recommendation import ALS as MLlibALS  # noqa: E402
 
 from mfspark import ALS  # noqa: E402
-from mfspark.reference import implicit_objective  # noqa: E402
-from mfspark.benchmark import mllib_blas  # noqa: E402
-from mfspark.session import get_session  # noqa: E402
+from mfspark.core.reference import implicit_objective  # noqa: E402
+from mfspark.evaluation.benchmark import mllib_blas  # noqa: E402
+from mfspark.app.session import get_session  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from implicit_seeds import per_user_holdout  # noqa: E402  (one split for both scripts)

@@ -1,12 +1,12 @@
 """Implicit ALS on MovieLens 100K over many seeds, in one process: signal or seed noise?
 
 ``benchmarks/implicit.py`` fits both systems in Spark, a few seeds at a time.  This script
-runs the same implicit half-steps in NumPy (:func:`mfspark.variants.solve_variant_block` on
-all rows at once, the block solver the Spark job runs), on the same per-user holdout, with
+runs the same implicit half-steps in NumPy (:func:`mfspark.core.block.solve_block` on all
+rows at once, the block solver the Spark job runs), on the same per-user holdout, with
 the same ranking (training items excluded, top ``--k``) and MLlib's ``RankingEvaluator``
 definitions of precision@k and NDCG@k re-computed in NumPy, for hundreds of seeds in minutes.
 Its ``mfspark`` variant is mfspark's fit (``ALS(implicitPrefs=True, seed=s)``: users start
-from :func:`mfspark.solve.init_factors`, items are solved first), so its numbers for a seed
+from :func:`mfspark.core.state.init_factors`, items are solved first), so its numbers for a seed
 are those ``benchmarks/implicit.py`` prints for mfspark at that seed.
 
 Variants (one thing at a time):
@@ -50,9 +50,10 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mfspark.reference import implicit_dense, implicit_objective  # noqa: E402
-from mfspark.solve import init_factors  # noqa: E402
-from mfspark.variants import solve_variant_block  # noqa: E402
+from mfspark.core.reference import implicit_dense, implicit_objective  # noqa: E402
+from mfspark.core.state import init_factors  # noqa: E402
+from mfspark.core.block import solve_block  # noqa: E402
+from mfspark.core.objective import Objective  # noqa: E402
 
 VARIANTS = ("mfspark", "users-first", "mllib-like", "unit-norm", "biases")
 
@@ -94,9 +95,8 @@ class Problem:
         rows, cols, n = ((self.u, self.i, self.n_users) if side == "user"
                          else (self.i, self.u, self.n_items))
         factors, bias = (fixed[:, :-1], fixed[:, -1]) if biases else (fixed, np.zeros(len(fixed)))
-        sol = solve_variant_block(rows, cols, self.r, factors, bias, 0.0, self.reg, "count",
-                                  biases=biases, alpha=self.alpha, cg_steps=cg_steps,
-                                  previous=previous)
+        objective = Objective(self.reg, biases=biases, alpha=self.alpha, cg_steps=cg_steps)
+        sol = solve_block(rows, cols, self.r, factors, bias, 0.0, objective, previous=previous)
         out = np.zeros((n, fixed.shape[1]))
         out[sol.rows] = np.column_stack([sol.factors, sol.bias]) if biases else sol.factors
         return out
@@ -140,7 +140,7 @@ def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
         U = unit_rows(rng.standard_normal((problem.n_users, rank)))
         V = unit_rows(rng.standard_normal((problem.n_items, rank)))
         store = lambda X: X.astype(np.float32).astype(np.float64)  # noqa: E731
-    else:  # as mfspark.als.fit: the seeded side from init_factors, the other at zero
+    else:  # as mfspark.engine.loop.fit: the seeded side from init_factors, the other at zero
         U = (np.zeros((problem.n_users, rank)) if users_first
              else init_factors(problem.n_users, rank, seed))
         V = (init_factors(problem.n_items, rank, seed) if users_first

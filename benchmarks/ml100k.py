@@ -18,8 +18,8 @@ from pyspark.ml.evaluation import RegressionEvaluator  # noqa: E402
 from pyspark.ml.recommendation import ALS as MLlibALS  # noqa: E402
 
 from mfspark import ALS  # noqa: E402
-from mfspark.metrics import ranking_metrics, rating_metrics  # noqa: E402
-from mfspark.session import get_session  # noqa: E402
+from mfspark.evaluation.metrics import ranking_metrics, rating_metrics  # noqa: E402
+from mfspark.app.session import get_session  # noqa: E402
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Where one half-step's time goes: the grouped-UDF stage with and without the math.
 
-``SPARK_LOCAL_IP=127.0.0.1 .venv/bin/python benchmarks/profile_halfstep.py --ratings /work/data/syn-5m``
+``SPARK_LOCAL_IP=127.0.0.1 .venv/bin/python benchmarks/profile_halfstep.py --ratings DIR``
 
 Partitions the ratings once (timed), then times the user half-step several ways on the same
 packed blocks, each twice (the first run of a kind warms Python workers up):
 
-- ``full``: what :func:`mfspark.halfstep.half_step` does (solve, write Parquet);
+- ``full``: what :func:`mfspark.engine.halfstep.half_step` does (solve, write Parquet);
 - ``empty``: the same stage with a UDF that unpacks its block and returns nothing (broadcast,
   Python workers, Arrow hand-off, an empty Parquet write): the fixed cost;
 - ``noop-write``: the full solve, output discarded by Spark's ``noop`` sink (so ``full`` minus
@@ -35,15 +35,18 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mfspark.benchmark import load_split  # noqa: E402
-from mfspark.halfstep import (FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA, Side,  # noqa: E402
-                              pack_solution, unpack)
-from mfspark.als import partition_ids  # noqa: E402
+from mfspark.app.session import get_session  # noqa: E402
 from mfspark.config import ALSParams  # noqa: E402
-from mfspark.indexing import build_index  # noqa: E402
-from mfspark.io.factors import read_side  # noqa: E402
-from mfspark.session import get_session  # noqa: E402
-from mfspark.solve import gather_limit, init_factors, solve_block  # noqa: E402
+from mfspark.core.block import BlockSolution, solve_block  # noqa: E402
+from mfspark.core.normal import gather_limit  # noqa: E402
+from mfspark.core.objective import Objective  # noqa: E402
+from mfspark.core.state import Side, init_factors  # noqa: E402
+from mfspark.data.indexing import build_index  # noqa: E402
+from mfspark.data.prepare import partition_ids  # noqa: E402
+from mfspark.engine.blocks import unpack  # noqa: E402
+from mfspark.evaluation.benchmark import load_split  # noqa: E402
+from mfspark.io.factors import (FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA,  # noqa: E402
+                                pack_solution, read_side)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -77,10 +80,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             factors, bias = state.value
             rows, cols, ratings = unpack(block)
             if kind in ("empty", "handoff"):
-                return pack_solution(0, np.zeros(0, np.int32), np.zeros((0, args.rank)),
-                                 np.zeros(0), np.zeros(0))
-            sol = solve_block(rows, cols, ratings, factors, bias, 3.5, 0.1, "count", max_gather)
-            return pack_solution(0, sol.rows, sol.factors, sol.bias, sol.sse)
+                empty = np.zeros(0)
+                return pack_solution(0, BlockSolution(np.zeros(0, np.int64),
+                                                      np.zeros((0, args.rank)), empty, empty,
+                                                      empty, np.zeros(0, np.int64)))
+            sol = solve_block(rows, cols, ratings, factors, bias, 3.5, Objective(0.1),
+                              max_gather)
+            return pack_solution(0, sol)
 
         began = time.perf_counter()
         writer = by_user.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA).write
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     began = time.perf_counter()
     for _, block in blocks.groupby("block"):
         rows, cols, ratings = unpack(block)
-        solve_block(rows, cols, ratings, fixed.factors, fixed.bias, 3.5, 0.1, "count", max_gather)
+        solve_block(rows, cols, ratings, fixed.factors, fixed.bias, 3.5, Objective(0.1),
+                    max_gather)
     timings["math (CPU, all blocks)"] = time.perf_counter() - began
     began = time.perf_counter()
     by_user.groupBy("block").count().collect()

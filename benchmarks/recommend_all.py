@@ -26,10 +26,10 @@ from pyspark.ml.recommendation import ALSModel as MLlibALSModel  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from mfspark import ALSModel  # noqa: E402
-from mfspark.estimator import factor_frame  # noqa: E402
-from mfspark.halfstep import Side  # noqa: E402
-from mfspark.indexing import IdIndex  # noqa: E402
-from mfspark.session import get_session  # noqa: E402
+from mfspark.ml.estimator import factor_frame  # noqa: E402
+from mfspark.core.state import Side  # noqa: E402
+from mfspark.data.indexing import IdIndex  # noqa: E402
+from mfspark.app.session import get_session  # noqa: E402
 
 
 def planted(spark, n: int, rank: int, seed: int):

@@ -1,22 +1,24 @@
 """Typed, validated settings: the ALS parameters, the input description and the job.
 
 Settings live in TOML files (``conf/*.toml``, read with :mod:`tomllib`) with three tables,
-``[input]``, ``[als]`` and ``[output]``, whose keys are the field names below; command-line
-flags override single fields.  Every dataclass is frozen and validated on construction, and
-a bad value raises :class:`ConfigError` naming the field and the value.
+``[input]``, ``[als]`` and ``[output]``, whose keys are the field names below.  Each field is
+declared once, with :func:`setting`: its default, its one-line help, its rule and, where it
+differs from the field name, its command-line flag.  The jobs' flags are generated from
+these declarations (:mod:`mfspark.app.cli`), and the estimator's parameters are checked by
+the same rules (:meth:`mfspark.ml.params.EstimatorParams.checkParams`), so there is one
+validator per setting.  Every dataclass is frozen and validated on construction; a bad value
+raises :class:`ConfigError` naming the field and the value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from mfspark.solve import REG_SCALES
+from mfspark.core.objective import REG_SCALES, Objective
 
 FORMATS = ("auto", "parquet", "csv", "ml-100k", "ml-dat", "ml-csv")
 BAD_ROW_POLICIES = ("fail", "quarantine")
@@ -25,143 +27,216 @@ DUPLICATE_POLICIES = ("fail", "last", "mean")
 DEFAULT_RATING_RANGE = (0.5, 5.0)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What a setting's value must be: a predicate and its wording."""
+
+    accepts: Callable[[Any], bool]
+    requirement: str
+    options: tuple[str, ...] | None = None
+    """The allowed values, when the rule is a choice among a few."""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(low: int | None = None) -> Rule:
+    """An integer (not a bool), at least ``low``."""
+    return Rule(lambda v: isinstance(v, int) and not isinstance(v, bool)
+                and (low is None or v >= low),
+                "an integer" if low is None else f"an integer >= {low}")
+
+
+def number(low: float, high: float | None = None, low_open: bool = False,
+           high_open: bool = False) -> Rule:
+    """A finite number in ``[low, high]`` (either end open)."""
+    def accepts(v: Any) -> bool:
+        return (_is_number(v) and (v > low if low_open else v >= low)
+                and (high is None or (v < high if high_open else v <= high)))
+    if high is None:
+        return Rule(accepts, f"a finite number {'>' if low_open else '>='} {low:g}")
+    return Rule(accepts, f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
+                         f"{')' if high_open else ']'}")
+
+
+def boolean() -> Rule:
+    return Rule(lambda v: isinstance(v, bool), "true or false")
+
+
+def choice(options: tuple[str, ...]) -> Rule:
+    return Rule(lambda v: v in options, f"one of {options}", options)
+
+
+def text() -> Rule:
+    return Rule(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+
+
+def optional(rule: Rule, requirement: str | None = None) -> Rule:
+    """``rule``, or unset (None)."""
+    return Rule(lambda v: v is None or rule.accepts(v), requirement or rule.requirement)
+
+
+def value_range() -> Rule:
+    """An inclusive ``(min, max)`` pair of finite numbers, or None."""
+    return Rule(lambda r: r is None or (isinstance(r, tuple) and len(r) == 2
+                                        and all(_is_number(x) for x in r) and r[0] <= r[1]),
+                "[min, max] with finite min <= max, or false")
+
+
 class ConfigError(ValueError):
-    """A setting is missing, unknown or out of range."""
+    """A setting is missing, unknown or out of range.
+
+    ``setting`` (``table.key``), ``value`` and ``requirement`` say which rule failed, so
+    that an API with other parameter names can word the same failure in its own names."""
+
+    def __init__(self, message: str, setting: str | None = None, value: Any = None,
+                 requirement: str | None = None) -> None:
+        super().__init__(message)
+        self.setting, self.value, self.requirement = setting, value, requirement
 
 
-def _require(ok: bool, name: str, value: Any, what: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
+def setting(default: Any, help: str, rule: Rule | None = None, *, flag: str | None = None,
+            metavar: str | None = None) -> Any:
+    """A settings field: ``default``, a one-line ``help`` (shown by ``--help``), the
+    ``rule`` its value must satisfy and its command-line ``flag`` (default: the field name
+    with dashes)."""
+    meta = {"help": help, "rule": rule, "flag": flag, "metavar": metavar}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("a mutable default needs default_factory")
+    return field(default=default, metadata=meta)
+
+
+def _fail(table: str, key: str, value: Any, requirement: str) -> ConfigError:
+    return ConfigError(f"{table}.{key} must be {requirement}, got {value!r}", f"{table}.{key}",
+                       value, requirement)
+
+
+def _check_fields(obj: Any, table: str) -> None:
+    """Apply every field's rule; the first failure raises :class:`ConfigError`."""
+    for f in dataclasses.fields(obj):
+        rule = f.metadata.get("rule")
+        value = getattr(obj, f.name)
+        if rule is not None and not rule.accepts(value):
+            raise _fail(table, f.name, value, rule.requirement)
 
 
 @dataclass(frozen=True)
 class ALSParams:
     """What the model is and how it is fitted."""
 
-    rank: int = 10
-    """Number of latent factors K (0 fits the biases-only baseline)."""
-    reg: float = 0.1
-    """Regularization lambda (> 0)."""
-    reg_scale: str = "count"
-    """``none``: lambda on every parameter (MODEL.md as written); ``count``: lambda times the
-    row's rating count (ALS-WR, Spark MLlib's regParam)."""
-    iterations: int = 10
-    """Number of full iterations (a user half-step then an item half-step; implicit feedback:
-    items first, as MLlib)."""
-    seed: int = 0
-    """Seed of the initial item factors (implicit feedback: of the initial user factors)."""
-    num_user_blocks: int | None = None
-    """Blocks of users (one grouped-UDF group each); None: twice the default parallelism."""
-    num_item_blocks: int | None = None
-    """Blocks of items; None: as for users."""
-    block_memory_mb: int = 128
-    """Memory budget (MiB) for building one block's normal equations (the gathered, padded
-    factor rows); bounds a block's memory whatever the skew of its rows' rating counts."""
-    biases: bool | None = None
-    """Fit the user and item biases b, c (False: ``mu + u . v`` only; needs rank >= 1);
-    None (unset): True for explicit feedback, False for implicit feedback."""
-    implicit_prefs: bool = False
-    """Implicit feedback (Hu, Koren, Volinsky 2008; MLlib's ``implicitPrefs``): preference
-    ``r > 0``, confidence ``1 + alpha |r|``, every unobserved pair a confident-1 zero; no
-    global mean, and biases only with ``biases = true``.  See :mod:`mfspark.implicit`."""
-    alpha: float = 1.0
-    """Confidence slope of implicit feedback (MLlib's ``alpha``, >= 0; unused otherwise)."""
-    nonnegative: bool = False
-    """Constrain the factors to be >= 0 (NNLS per row; the biases stay free)."""
-    cg_steps: int = 0
-    """Implicit feedback only: 0 solves each row's system exactly (Cholesky); N >= 1 takes N
-    conjugate-gradient steps from the row's previous factors instead (as the ``implicit``
-    library does): approximate, cheaper at high rank, J still never increases."""
+    rank: int = setting(10, "number of latent factors K (0: the biases-only baseline)",
+                        integer(0), metavar="K")
+    reg: float = setting(0.1, "regularization lambda", number(0, low_open=True),
+                         metavar="LAMBDA")
+    reg_scale: str = setting(
+        "count", "count: lambda times the row's rating count (ALS-WR, Spark MLlib's "
+        "regParam); none: plain lambda on every parameter (MODEL.md as written)",
+        choice(REG_SCALES))
+    iterations: int = setting(10, "number of ALS iterations (a user half-step, then an item "
+                              "half-step; implicit feedback: items first, as MLlib)",
+                              integer(1), metavar="N")
+    seed: int = setting(0, "seed of the initial item factors (implicit feedback: of the user "
+                        "factors)", integer())
+    num_user_blocks: int | None = setting(
+        None, "blocks of users (one grouped-UDF group each); unset: twice the default "
+        "parallelism", optional(integer(1), "an integer >= 1 or unset"),
+        flag="--user-blocks", metavar="N")
+    num_item_blocks: int | None = setting(None, "blocks of items; unset: as for users",
+                                          optional(integer(1), "an integer >= 1 or unset"),
+                                          flag="--item-blocks", metavar="N")
+    block_memory_mb: int = setting(
+        128, "memory budget (MiB) for building one block's normal equations; bounds a "
+        "block's memory whatever the skew of its rows", integer(1), metavar="MB")
+    biases: bool | None = setting(
+        None, "fit user and item biases (false: mu + u . v only); unset: true for explicit "
+        "ratings, false for implicit feedback", optional(boolean()))
+    implicit_prefs: bool = setting(
+        False, "implicit feedback (MLlib's implicitPrefs): preference r > 0, confidence "
+        "1 + alpha |r|, every unobserved pair a confident 0; no global mean", boolean())
+    alpha: float = setting(1.0, "implicit-feedback confidence slope, >= 0", number(0),
+                           metavar="A")
+    nonnegative: bool = setting(False, "constrain the factors to be >= 0 (NNLS per row); the "
+                                "biases stay free", boolean())
+    cg_steps: int = setting(
+        0, "implicit feedback only: N conjugate-gradient steps per row from its previous "
+        "factors instead of the exact solve (0: exact)", integer(0), metavar="N")
 
     @property
     def fit_biases(self) -> bool:
         """Whether the biases are fitted: ``biases``, or by default not for implicit."""
         return (not self.implicit_prefs) if self.biases is None else self.biases
 
+    @property
+    def has_mean(self) -> bool:
+        """Whether the model has a global mean ``mu``: not for implicit feedback, nor for
+        nonnegative factors without biases (``u . v >= 0`` added to a fixed mean could
+        never predict below it; that model is MLlib's nonnegative ``u . v``)."""
+        return not (self.implicit_prefs or (self.nonnegative and not self.fit_biases))
+
+    @property
+    def order(self) -> tuple[str, str]:
+        """The side every iteration solves first and the side it solves second; the second
+        starts from seeded factors (``iter-0000/<second>``).  Explicit ratings: users first
+        from seeded items (MODEL.md's order).  Implicit feedback: items first from seeded
+        users, MLlib's order, so the last half-step fits the users, the side
+        recommendations are queried by, to the final items."""
+        return ("item", "user") if self.implicit_prefs else ("user", "item")
+
+    def objective(self) -> Objective:
+        """What every row of a half-step minimizes (:mod:`mfspark.core.objective`)."""
+        return Objective(reg=float(self.reg), reg_scale=self.reg_scale,
+                         biases=self.fit_biases,
+                         alpha=float(self.alpha) if self.implicit_prefs else None,
+                         nonnegative=self.nonnegative, cg_steps=self.cg_steps)
+
     def __post_init__(self) -> None:
-        _require(isinstance(self.rank, int) and self.rank >= 0, "als.rank", self.rank,
-                 "an integer >= 0")
-        _require(isinstance(self.reg, (int, float)) and math.isfinite(self.reg) and self.reg > 0,
-                 "als.reg", self.reg, "a finite number > 0")
-        _require(self.reg_scale in REG_SCALES, "als.reg_scale", self.reg_scale,
-                 f"one of {REG_SCALES}")
-        _require(isinstance(self.iterations, int) and self.iterations >= 1, "als.iterations",
-                 self.iterations, "an integer >= 1")
-        _require(isinstance(self.seed, int), "als.seed", self.seed, "an integer")
-        _require(isinstance(self.block_memory_mb, int) and self.block_memory_mb >= 1,
-                 "als.block_memory_mb", self.block_memory_mb, "an integer >= 1")
-        _require(self.biases is None or isinstance(self.biases, bool), "als.biases",
-                 self.biases, "true or false")
-        _require(isinstance(self.implicit_prefs, bool), "als.implicit_prefs",
-                 self.implicit_prefs, "true or false")
-        _require(isinstance(self.nonnegative, bool), "als.nonnegative", self.nonnegative,
-                 "true or false")
-        _require(isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
-                 and math.isfinite(self.alpha) and self.alpha >= 0, "als.alpha", self.alpha,
-                 "a finite number >= 0")
-        _require(self.fit_biases or self.rank >= 1, "als.rank", self.rank,
-                 ">= 1 when no biases are fitted (als.biases false, or unset with "
-                 "als.implicit_prefs true): nothing would be fitted")
-        _require(isinstance(self.cg_steps, int) and not isinstance(self.cg_steps, bool)
-                 and self.cg_steps >= 0, "als.cg_steps", self.cg_steps, "an integer >= 0")
-        _require(self.cg_steps == 0 or (self.implicit_prefs and not self.nonnegative),
-                 "als.cg_steps", self.cg_steps, "0 unless als.implicit_prefs is true and "
-                 "als.nonnegative false (conjugate gradient serves the unconstrained implicit "
-                 "systems only)")
-        for name in ("num_user_blocks", "num_item_blocks"):
-            value = getattr(self, name)
-            _require(value is None or (isinstance(value, int) and value >= 1), f"als.{name}",
-                     value, "an integer >= 1 or unset")
+        _check_fields(self, "als")
+        if not (self.fit_biases or self.rank >= 1):
+            raise _fail("als", "rank", self.rank,
+                        ">= 1 when no biases are fitted (biases false, or unset with "
+                        "implicit feedback): nothing would be fitted")
+        if self.cg_steps and not (self.implicit_prefs and not self.nonnegative):
+            raise _fail("als", "cg_steps", self.cg_steps,
+                        "0 unless implicit feedback is on and nonnegative factors are off "
+                        "(conjugate gradient serves the unconstrained implicit systems only)")
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """Where the ratings are and how to read them."""
 
-    path: str | None = None
-    """File or directory of ratings; None: the sample shipped inside pyspark."""
-    format: str = "auto"
-    """One of FORMATS; ``auto`` detects it from the name and the first line."""
-    delimiter: str | None = None
-    """CSV field delimiter; None: detected."""
-    header: bool | None = None
-    """Whether the CSV's first line names the columns; None: detected."""
-    user_col: str = "user"
-    """Column of user IDs (integers, longs or strings)."""
-    item_col: str = "item"
-    """Column of item IDs."""
-    rating_col: str = "rating"
-    """Column of ratings (numbers)."""
-    timestamp_col: str = "timestamp"
-    """Optional column of timestamps (kept when present)."""
-    on_bad_rows: str = "fail"
-    """``fail``: stop with the counts and a few bad rows; ``quarantine``: write them with a
-    ``reason`` column to ``OUT/rejected/`` and train on the rest."""
-    duplicates: str = "fail"
-    """Several ratings of one (user, item) pair: ``fail``, ``last`` (latest timestamp wins)
-    or ``mean`` (their average)."""
-    rating_range: tuple[float, float] | None = DEFAULT_RATING_RANGE
-    """Inclusive (min, max) of valid ratings; None (``false`` in TOML): no range check."""
+    path: str | None = setting(None, "ratings file or directory (default: the sample shipped "
+                               "inside pyspark)", flag="--ratings", metavar="PATH")
+    format: str = setting("auto", "input format; auto detects it from the name and the first "
+                          "line", choice(FORMATS))
+    delimiter: str | None = setting(None, "CSV field delimiter (default: detected)")
+    header: bool | None = setting(None, "whether the CSV's first line names the columns "
+                                  "(default: detected)", optional(boolean()))
+    user_col: str = setting("user", "column of user IDs (integers, longs or strings)", text())
+    item_col: str = setting("item", "column of item IDs", text())
+    rating_col: str = setting("rating", "column of ratings (numbers)", text())
+    timestamp_col: str = setting("timestamp", "optional column of timestamps (kept when "
+                                 "present)", text())
+    on_bad_rows: str = setting("fail", "fail: stop with the counts and a few bad rows; "
+                               "quarantine: write them with a reason to OUT/rejected/ and "
+                               "train on the rest", choice(BAD_ROW_POLICIES))
+    duplicates: str = setting("fail", "several ratings of one (user, item) pair: fail, last "
+                              "(latest timestamp wins) or mean", choice(DUPLICATE_POLICIES))
+    rating_range: tuple[float, float] | None = setting(
+        DEFAULT_RATING_RANGE, "inclusive [min, max] of valid ratings (false in TOML, "
+        "--no-rating-range: no range check)", value_range(), metavar=("MIN", "MAX"))
 
     def __post_init__(self) -> None:
         if self.rating_range is False:  # TOML has no null: false switches the check off
             object.__setattr__(self, "rating_range", None)
         if isinstance(self.rating_range, list):
             object.__setattr__(self, "rating_range", tuple(self.rating_range))
-        _require(self.on_bad_rows in BAD_ROW_POLICIES, "input.on_bad_rows", self.on_bad_rows,
-                 f"one of {BAD_ROW_POLICIES}")
-        _require(self.duplicates in DUPLICATE_POLICIES, "input.duplicates", self.duplicates,
-                 f"one of {DUPLICATE_POLICIES}")
-        r = self.rating_range
-        _require(r is None or (isinstance(r, tuple) and len(r) == 2
-                               and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                       and math.isfinite(x) for x in r) and r[0] <= r[1]),
-                 "input.rating_range", r, "[min, max] with finite min <= max, or false")
-        _require(self.format in FORMATS, "input.format", self.format, f"one of {FORMATS}")
+        _check_fields(self, "input")
         names = [self.user_col, self.item_col, self.rating_col, self.timestamp_col]
-        _require(all(isinstance(n, str) and n for n in names), "input column names", names,
-                 "non-empty strings")
-        _require(len(set(names)) == 4, "input column names", names, "four distinct names")
+        if len(set(names)) != 4:
+            raise ConfigError(f"input column names must be four distinct names, got {names!r}",
+                              "input.user_col", names, "four distinct names")
 
 
 @dataclass(frozen=True)
@@ -170,63 +245,57 @@ class JobConfig:
 
     input: InputSpec = field(default_factory=InputSpec)
     als: ALSParams = field(default_factory=ALSParams)
-    out: str = "output"
-    """Output directory: ``iterations/`` (per half-step factors) and ``model/``."""
-    test_fraction: float = 0.1
-    """Fraction of ratings held out for the test RMSE (0 for none)."""
-    split_seed: int = 0
-    """Seed of the train/test split."""
+    out: str = setting("output", "output directory: iterations/ (per half-step factors) and "
+                       "model/", text(), metavar="DIR")
+    test_fraction: float = setting(0.1, "fraction of ratings held out for the test RMSE (0: "
+                                   "none)", number(0, 1, high_open=True), metavar="F")
+    split_seed: int = setting(0, "seed of the train/test split", integer())
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.test_fraction, (int, float)) and 0 <= self.test_fraction < 1,
-                 "output.test_fraction", self.test_fraction, "a number in [0, 1)")
-        _require(isinstance(self.out, str) and bool(self.out), "output.out", self.out,
-                 "a non-empty path")
+        _check_fields(self, "output")
 
 
-_TABLES = {"input": InputSpec, "als": ALSParams, "output": JobConfig}
+TABLES = {"input": InputSpec, "als": ALSParams, "output": JobConfig}
 
 
-def _fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)} - {"input", "als"}
+def fields(cls: type) -> list[dataclasses.Field]:
+    """The settings of one table (the nested tables of :class:`JobConfig` left out)."""
+    return [f for f in dataclasses.fields(cls) if f.name not in ("input", "als")]
+
+
+def _names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> JobConfig:
     """Build a JobConfig from ``{"input": {...}, "als": {...}, "output": {...}}``."""
-    unknown = set(data) - set(_TABLES)
+    unknown = set(data) - set(TABLES)
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; "
-                          f"expected some of {sorted(_TABLES)}")
-    for table, cls in _TABLES.items():
-        extra = set(data.get(table, {})) - _fields(cls)
+                          f"expected some of {sorted(TABLES)}")
+    for table, cls in TABLES.items():
+        extra = set(data.get(table, {})) - _names(cls)
         if extra:
             raise ConfigError(f"{source}: unknown key(s) {sorted(extra)} in [{table}]; "
-                              f"known keys: {sorted(_fields(cls))}")
+                              f"known keys: {sorted(_names(cls))}")
     return JobConfig(input=InputSpec(**data.get("input", {})),
                      als=ALSParams(**data.get("als", {})), **data.get("output", {}))
 
 
-def load(path: str | Path) -> JobConfig:
-    """Read a TOML settings file (missing keys take the defaults above)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    return from_dict(data, source=str(path))
+def table_of(key: str) -> str:
+    """The table a setting lives in."""
+    found = next((t for t, cls in TABLES.items() if key in _names(cls)), None)
+    if found is None:
+        raise ConfigError(f"unknown setting {key!r}")
+    return found
 
 
 def override(config: JobConfig, **values: Any) -> JobConfig:
     """Return ``config`` with every non-None value replaced, wherever its field lives."""
-    values = {k: v for k, v in values.items() if v is not None}
     parts: dict[str, dict[str, Any]] = {"input": {}, "als": {}, "output": {}}
     for key, value in values.items():
-        table = next((t for t, cls in _TABLES.items() if key in _fields(cls)), None)
-        if table is None:
-            raise ConfigError(f"unknown setting {key!r}")
-        parts[table][key] = value
+        if value is not None:
+            parts[table_of(key)][key] = value
     return dataclasses.replace(
         config, input=dataclasses.replace(config.input, **parts["input"]),
         als=dataclasses.replace(config.als, **parts["als"]), **parts["output"])
@@ -234,7 +303,7 @@ def override(config: JobConfig, **values: Any) -> JobConfig:
 
 def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
     """The TOML-shaped view of a config (None values left out, as TOML has no null)."""
-    out = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("input", "als")}
+    out = {f.name: getattr(config, f.name) for f in fields(JobConfig)}
     spec = dataclasses.asdict(config.input)
     spec["rating_range"] = list(spec["rating_range"]) if spec["rating_range"] else False
     return {"input": {k: v for k, v in spec.items() if v is not None},
@@ -242,26 +311,10 @@ def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
             "output": out}
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"cannot write the non-finite number {value!r} to TOML")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+def settings_record(config: JobConfig) -> dict[str, Any]:
+    """Every setting as JSON-ready values (the run record and the model metadata)."""
+    spec = dataclasses.asdict(config.input)
+    spec["rating_range"] = list(spec["rating_range"]) if spec["rating_range"] else None
+    return {"input": spec, "als": dataclasses.asdict(config.als),
+            **{f.name: getattr(config, f.name) for f in fields(JobConfig)}}
 
-
-def dumps(config: JobConfig, comment: str = "") -> str:
-    """The TOML text of ``config`` (what :func:`load` reads back into an equal config);
-    ``comment`` lines go on top, prefixed with ``#``."""
-    lines = [f"# {line}".rstrip() for line in comment.splitlines()]
-    for table, values in to_dict(config).items():
-        lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines).lstrip("\n") + "\n"

@@ -106,8 +106,8 @@ class StandaloneCluster:
     def alive_workers(self) -> int:
         try:
             return sum(w.get("state") == "ALIVE" for w in self.state().get("workers", []))
-        except OSError:
-            return -1  # the master's UI is not up yet
+        except (OSError, ValueError):
+            return -1  # the master's UI is not up yet (no answer, or not its JSON yet)
 
     def start(self, timeout: float = 120.0) -> StandaloneCluster:
         (self.work / "conf").mkdir(parents=True, exist_ok=True)  # empty: no stray settings

@@ -18,7 +18,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def spark():
-    from mfspark.session import get_session
+    from mfspark.app.session import get_session
 
     session = get_session("local[2]", app_name="mfspark-tests", extra={
         "spark.sql.shuffle.partitions": "4",
@@ -35,7 +35,7 @@ def row_loop(request, monkeypatch):
     """Both implementations of the implicit and nonnegative block solves: the compiled row
     loop (Numba, the default where installed; asserted available, so CI cannot silently skip
     it) and the NumPy normal equations (``MFSPARK_KERNEL=python``)."""
-    from mfspark import kernel
+    from mfspark.core import kernel
 
     if request.param == "compiled":
         assert kernel.available()
@@ -49,6 +49,39 @@ def ml100k_path() -> str:
     if not path.is_file():
         pytest.fail(f"MovieLens 100K is expected at {path} (../shared/data beside the checkout)")
     return str(path)
+
+
+def signed_ratings(n_users: int, n_items: int, density: float, seed: int):
+    """Ratings in {-1, -0.5, 0, 0.5, ..., 4}: negative, zero and positive values (implicit
+    feedback's counts and confidences)."""
+    users, items, ratings = random_ratings(n_users, n_items, density, seed)
+    return users, items, ratings - 1.0
+
+
+def rel_err(a, b):
+    """Relative error ||a - b|| / ||b||."""
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def indexed_frame(spark, users, items, ratings):
+    """Ratings already indexed (``user_idx``, ``item_idx``, ``rating``) as a DataFrame."""
+    import pandas as pd
+
+    pdf = pd.DataFrame({"user_idx": users.astype(np.int32), "item_idx": items.astype(np.int32),
+                        "rating": ratings.astype(np.float64)})
+    return spark.createDataFrame(pdf)
+
+
+def fit_spark(spark, users, items, ratings, params, work_dir, initial):
+    """The distributed fit of indexed ratings from the given seeded factors."""
+    from mfspark.engine.loop import fit, partition
+
+    parts = partition(indexed_frame(spark, users, items, ratings),
+                      np.bincount(users), np.bincount(items), params)
+    try:
+        return fit(parts, params, work_dir, initial=initial)
+    finally:
+        parts.unpersist()
 
 
 def random_ratings(n_users: int, n_items: int, density: float, seed: int):

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow.parquet as pq
 
-from cluster import LOOPBACK, SPARK_HOME
+from cluster import LOOPBACK
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 import pytest
 
 from mfspark import config as cfg
+from mfspark.config import ALSParams, ConfigError
+from mfspark.io import settings
 
 from conftest import ROOT
 
 
 def test_defaults_file_equals_builtin_defaults():
-    assert cfg.load(ROOT / "conf" / "default.toml") == cfg.JobConfig()
+    assert settings.load(ROOT / "conf" / "default.toml") == cfg.JobConfig()
 
 
 def test_every_shipped_config_loads():
     files = sorted((ROOT / "conf").glob("*.toml"))
     assert files
     for path in files:
-        assert isinstance(cfg.load(path), cfg.JobConfig)
+        assert isinstance(settings.load(path), cfg.JobConfig)
 
 
 @pytest.mark.parametrize("table,key,value,message", [
@@ -45,7 +47,7 @@ def test_unknown_keys_are_refused(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[als]\nrank = 5\nlambda = 0.1\n")
     with pytest.raises(cfg.ConfigError, match=r"unknown key\(s\) \['lambda'\] in \[als\]"):
-        cfg.load(path)
+        settings.load(path)
     with pytest.raises(cfg.ConfigError, match="unknown table"):
         cfg.from_dict({"model": {}})
 
@@ -53,7 +55,7 @@ def test_unknown_keys_are_refused(tmp_path):
 def test_flags_override_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[als]\nrank = 5\nreg = 2.0\n[input]\npath = "x.csv"\n')
-    c = cfg.override(cfg.load(path), rank=7, out="o", path=None)
+    c = cfg.override(settings.load(path), rank=7, out="o", path=None)
     assert (c.als.rank, c.als.reg, c.out, c.input.path) == (7, 2.0, "o", "x.csv")
 
 
@@ -65,9 +67,9 @@ def test_round_trip_through_dict():
 def test_rating_range_in_toml(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text("[input]\nrating_range = [1, 10]\n")
-    assert cfg.load(path).input.rating_range == (1, 10)
+    assert settings.load(path).input.rating_range == (1, 10)
     path.write_text("[input]\nrating_range = false\n")
-    off = cfg.load(path)
+    off = settings.load(path)
     assert off.input.rating_range is None
     assert cfg.to_dict(off)["input"]["rating_range"] is False  # TOML has no null
     assert cfg.from_dict(cfg.to_dict(off)) == off
@@ -81,15 +83,35 @@ def test_rank_zero_needs_biases():
 
 
 def test_dumps_round_trips_through_load(tmp_path):
-    from mfspark import config as cfg
-
     config = cfg.override(cfg.JobConfig(), path='dir/"quoted" r.csv', delimiter="\t",
                           header=True, rank=3, reg=1e-05, reg_scale="none",
                           num_user_blocks=4, rating_range=(1.0, 10.0), test_fraction=0.25)
     path = tmp_path / "c.toml"
-    path.write_text(cfg.dumps(config, "first line\nsecond line"))
+    path.write_text(settings.dumps(config, "first line\nsecond line"))
     assert path.read_text().startswith("# first line\n# second line\n")
-    assert cfg.load(path) == config
+    assert settings.load(path) == config
     no_range = cfg.override(cfg.JobConfig(), rating_range=False)
-    path.write_text(cfg.dumps(no_range))
-    assert cfg.load(path).input.rating_range is None
+    path.write_text(settings.dumps(no_range))
+    assert settings.load(path).input.rating_range is None
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"alpha": -1.0}, "als.alpha must be a finite number >= 0, got -1.0"),
+    ({"alpha": float("nan")}, "als.alpha must be a finite number >= 0"),
+    ({"implicit_prefs": "yes"}, "als.implicit_prefs must be true or false, got 'yes'"),
+    ({"nonnegative": 1}, "als.nonnegative must be true or false, got 1"),
+    ({"implicit_prefs": True, "rank": 0}, "als.rank must be >= 1"),
+    ({"cg_steps": 3}, "als.cg_steps must be 0 unless implicit feedback is on"),
+    ({"implicit_prefs": True, "nonnegative": True, "cg_steps": 3},
+     "als.cg_steps must be 0 unless implicit feedback is on and nonnegative factors are off"),
+    ({"implicit_prefs": True, "cg_steps": -1}, "als.cg_steps must be an integer >= 0"),
+])
+def test_bad_settings_are_named(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        ALSParams(**values)
+
+
+def test_biases_default_by_mode():
+    assert ALSParams().fit_biases and not ALSParams(implicit_prefs=True).fit_biases
+    assert not ALSParams(biases=False).fit_biases
+    assert ALSParams(implicit_prefs=True, biases=True).fit_biases  # asked for: fitted

@@ -1,10 +1,11 @@
 """Factor Parquet: what each half-step writes and the driver reads back for the next
-broadcast, in the packed layout :data:`mfspark.halfstep.SOLUTION_SCHEMA` (a few rows per
-block, each holding many solved rows' indices, biases and factors as bytes)."""
+broadcast, in the packed layout :data:`SOLUTION_SCHEMA` (a few rows per block, each holding
+many solved rows' indices, biases and factors as bytes)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import numpy as np
@@ -13,7 +14,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from mfspark.halfstep import FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA, Side, pack_solution
+from mfspark.core.block import BlockSolution
+from mfspark.core.state import Side
+
+#: What a half-step writes: each block's solved rows packed like the ratings, a few Parquet
+#: rows per block (chunks of at most :data:`SOLUTION_CHUNK_BYTES`): ``n`` rows' dense indices
+#: (``int32``), biases (``float64``) and factors (``float64``, ``n x K`` row-major), and the
+#: chunk's summed data term and penalty of J.
+SOLUTION_SCHEMA = ("block int, chunk int, n int, rank int, idx binary, bias binary, "
+                   "features binary, sse double, penalty double")
+#: Upper bound on one packed solution chunk's bytes: small enough that the JVM's Arrow and
+#: Parquet buffers for a value stay small (a 20 MB value per block at rank 100 exhausted a
+#: 1 GB driver heap in local mode), large enough that a block is a handful of rows.
+SOLUTION_CHUNK_BYTES = 4 << 20
+
+#: Parquet writer options of the factor files: raw doubles do not compress, and a
+#: dictionary or min/max statistics of multi-megabyte binary values only cost time (about
+#: 0.1 s per rank-100 half-step, measured).
+FACTOR_WRITE_OPTIONS = {"compression": "none", "parquet.enable.dictionary": "false",
+                        "parquet.column.statistics.enabled": "false"}
 
 
 class NonFiniteFactorsError(FloatingPointError):
@@ -31,10 +50,32 @@ def features_array(factors: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, pa.array(factors.reshape(-1)))
 
 
-def write_side(spark: SparkSession, path: str, side: Side) -> None:
-    """Write a driver-side state (the seeded initial factors) in the half-step layout."""
-    rows = np.arange(len(side.bias), dtype=np.int32)
-    chunks = pack_solution(0, rows, side.factors, side.bias, np.zeros(len(rows)))
+def pack_solution(block: int, sol: BlockSolution,
+                  chunk_bytes: int = SOLUTION_CHUNK_BYTES) -> pd.DataFrame:
+    """One block's solution as :data:`SOLUTION_SCHEMA` chunks (one Parquet row per chunk
+    instead of one per solved row: no per-row Arrow conversion)."""
+    rows, factors, bias = sol.rows, sol.factors, sol.bias
+    n, rank = factors.shape
+    step = max(1, chunk_bytes // (8 * rank + 12))
+    out = []
+    for k, lo in enumerate(range(0, n, step)):
+        sl = slice(lo, lo + step)
+        out.append((block, k, len(rows[sl]), rank,
+                    np.ascontiguousarray(rows[sl], np.int32).tobytes(),
+                    np.ascontiguousarray(bias[sl], np.float64).tobytes(),
+                    np.ascontiguousarray(factors[sl], np.float64).tobytes(),
+                    float(np.sum(sol.sse[sl])), float(np.sum(sol.penalty[sl]))))
+    return pd.DataFrame(out, columns=["block", "chunk", "n", "rank", "idx", "bias", "features",
+                                      "sse", "penalty"])
+
+
+def write_side(spark: SparkSession, path: str, side: Side, penalty: np.ndarray) -> None:
+    """Write a driver-side state (the seeded initial factors, with each row's ``penalty``
+    of J) in the half-step layout."""
+    n = len(side.bias)
+    sol = BlockSolution(rows=np.arange(n), factors=side.factors, bias=side.bias,
+                        sse=np.zeros(n), penalty=penalty, counts=side.counts)
+    chunks = pack_solution(0, sol)
     (spark.createDataFrame(chunks, SOLUTION_SCHEMA).write.mode("overwrite")
      .options(**FACTOR_WRITE_OPTIONS).parquet(path))
 
@@ -87,10 +128,20 @@ def _decode(n: int, rank: int, idx: bytes, bias: bytes, features: bytes, path: s
     return rows, b, f.reshape(n, rank)
 
 
+@dataclass(frozen=True)
+class SideTerms:
+    """The terms of J a half-step's output recorded, summed over its rows."""
+
+    sse: float
+    """The data term (explicit ratings: squared training residuals)."""
+    penalty: float
+    """The side's regularization term."""
+
+
 def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
-              what: str = "factors") -> tuple[Side, float]:
+              what: str = "factors") -> tuple[Side, SideTerms]:
     """Read a half-step's output into a dense :class:`Side` (rows absent from the file keep
-    zeros) and return it with the summed squared residuals it recorded.
+    zeros) and return it with the terms of J it recorded.
 
     Raises :class:`NonFiniteFactorsError` naming ``what`` if any value is NaN or infinite,
     and :class:`FactorLayoutError` if the files hold another rank.
@@ -104,11 +155,12 @@ def read_side(spark: SparkSession, path: str, counts: np.ndarray, rank: int,
         rows, b, f = _decode(n, k, idx, bias, features, path)
         side.factors[rows] = f
         side.bias[rows] = b
-    sse = float(np.sum(table["sse"]))
-    if not (np.isfinite(side.factors).all() and np.isfinite(side.bias).all() and np.isfinite(sse)):
+    terms = SideTerms(float(np.sum(table["sse"])), float(np.sum(table["penalty"])))
+    if not (np.isfinite(side.factors).all() and np.isfinite(side.bias).all()
+            and np.isfinite(terms.sse) and np.isfinite(terms.penalty)):
         raise NonFiniteFactorsError(f"{what}: NaN or infinite values in {path}; lower the rank "
                                     "or raise the regularization")
-    return side, sse
+    return side, terms
 
 
 def read_rows(spark: SparkSession, path: str) -> DataFrame:
