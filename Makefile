@@ -32,10 +32,12 @@ dist: $(STAMP)
 java:
 	@bash .ci/check-java
 
-$(STAMP): pyproject.toml | java
+# The versions come from constraints.txt (the same pins as the Docker image); a change to it or
+# to pyproject.toml reinstalls.
+$(STAMP): pyproject.toml constraints.txt | java
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install -e '.[test,report]'
+	$(BIN)/pip install --quiet --upgrade pip -c constraints.txt
+	$(BIN)/pip install -e '.[test,report]' -c constraints.txt
 	touch $(STAMP)
 
 clean:

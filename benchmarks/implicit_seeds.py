@@ -6,8 +6,8 @@ rows at once, the block solver the Spark job runs), on the same per-user holdout
 the same ranking (training items excluded, top ``--k``) and MLlib's ``RankingEvaluator``
 definitions of precision@k and NDCG@k re-computed in NumPy, for hundreds of seeds in minutes.
 Its ``mfspark`` variant is mfspark's fit (``ALS(implicitPrefs=True, seed=s)``: users start
-from :func:`mfspark.core.state.init_factors`, items are solved first), so its numbers for a seed
-are those ``benchmarks/implicit.py`` prints for mfspark at that seed.
+from :func:`mfspark.core.state.seeded_factors` of their IDs, items are solved first), so its
+numbers for a seed are those ``benchmarks/implicit.py`` prints for mfspark at that seed.
 
 Variants (one thing at a time):
 
@@ -51,7 +51,7 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mfspark.core.reference import implicit_dense, implicit_objective  # noqa: E402
-from mfspark.core.state import init_factors  # noqa: E402
+from mfspark.core.state import seeded_factors  # noqa: E402
 from mfspark.core.block import solve_block  # noqa: E402
 from mfspark.core.objective import Objective  # noqa: E402
 
@@ -77,6 +77,8 @@ class Problem:
         self.alpha, self.reg = alpha, reg
         uid, iid = np.sort(train["user"].unique()), np.sort(train["item"].unique())
         self.n_users, self.n_items = len(uid), len(iid)
+        # integral IDs are the Spark job's keys: its seeded start is a function of them
+        self.user_keys, self.item_keys = uid.astype(np.int64), iid.astype(np.int64)
         self.u = np.searchsorted(uid, train["user"].to_numpy())
         self.i = np.searchsorted(iid, train["item"].to_numpy())
         self.r = train["rating"].to_numpy(dtype=np.float64)
@@ -128,7 +130,7 @@ def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
     returns each side's bias as a last column (:func:`model_parts`)."""
     users_first = variant == "users-first"
     if variant == "biases":  # mfspark's start and order; zero start biases
-        U = np.column_stack([init_factors(problem.n_users, rank, seed),
+        U = np.column_stack([seeded_factors(problem.user_keys, rank, seed),
                              np.zeros(problem.n_users)])
         V = np.zeros((problem.n_items, rank + 1))
         for _ in range(iterations):
@@ -140,10 +142,10 @@ def fit(problem: Problem, variant: str, seed: int, rank: int, iterations: int,
         U = unit_rows(rng.standard_normal((problem.n_users, rank)))
         V = unit_rows(rng.standard_normal((problem.n_items, rank)))
         store = lambda X: X.astype(np.float32).astype(np.float64)  # noqa: E731
-    else:  # as mfspark.engine.loop.fit: the seeded side from init_factors, the other at zero
+    else:  # as mfspark.engine.loop.fit: the seeded side seeded by ID, the other at zero
         U = (np.zeros((problem.n_users, rank)) if users_first
-             else init_factors(problem.n_users, rank, seed))
-        V = (init_factors(problem.n_items, rank, seed) if users_first
+             else seeded_factors(problem.user_keys, rank, seed))
+        V = (seeded_factors(problem.item_keys, rank, seed) if users_first
              else np.zeros((problem.n_items, rank)))
         if variant == "unit-norm":
             U = unit_rows(U)

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,17 +25,16 @@ from pyspark.ml.recommendation import ALSModel as MLlibALSModel  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from mfspark import ALSModel  # noqa: E402
-from mfspark.ml.estimator import factor_frame  # noqa: E402
-from mfspark.core.state import Side  # noqa: E402
-from mfspark.data.indexing import IdIndex  # noqa: E402
 from mfspark.app.session import get_session  # noqa: E402
 
 
 def planted(spark, n: int, rank: int, seed: int):
-    rng = np.random.default_rng(seed)
-    ids = pa.array(np.arange(n, dtype=np.int32))
-    side = Side(rng.standard_normal((n, rank)) / np.sqrt(rank), np.zeros(n), np.ones(n))
-    return factor_frame(spark, IdIndex(ids, side.counts, None), side).cache()
+    """``n`` rows ``id, features, bias``: N(0, 1/rank) factors drawn on the executors (Spark's
+    ``randn`` per coordinate, seeded), zero biases."""
+    features = F.array(*[F.randn(seed * 1000 + k) / float(np.sqrt(rank)) for k in range(rank)])
+    return (spark.range(n).select(F.col("id").cast("int").alias("id"),
+                                  features.alias("features"), F.lit(0.0).alias("bias"))
+            .cache())
 
 
 def timed(action, repeat: int) -> float:

@@ -131,7 +131,7 @@ class ALSParams:
                          metavar="LAMBDA")
     reg_scale: str = setting(
         "count", "count: lambda times the row's rating count (ALS-WR, Spark MLlib's "
-        "regParam); none: plain lambda on every parameter (MODEL.md as written)",
+        "regParam); none: plain lambda on every parameter (docs/model.md)",
         choice(REG_SCALES))
     iterations: int = setting(10, "number of ALS iterations (a user half-step, then an item "
                               "half-step; implicit feedback: items first, as MLlib)",
@@ -148,6 +148,14 @@ class ALSParams:
     block_memory_mb: int = setting(
         128, "memory budget (MiB) for building one block's normal equations; bounds a "
         "block's memory whatever the skew of its rows", integer(1), metavar="MB")
+    broadcast_mb: int = setting(
+        128, "largest fixed side (MiB of factors) a half-step sends whole to every block; "
+        "a larger side is routed: each block receives only the rows it references (0: "
+        "always routed)", integer(0), metavar="MB")
+    factor_dtype: str = setting(
+        "float64", "how factors are stored and shipped between half-steps: float64, or "
+        "float32 (half the bytes, as MLlib; solves and sums stay float64)",
+        choice(("float64", "float32")))
     biases: bool | None = setting(
         None, "fit user and item biases (false: mu + u . v only); unset: true for explicit "
         "ratings, false for implicit feedback", optional(boolean()))
@@ -168,6 +176,11 @@ class ALSParams:
         return (not self.implicit_prefs) if self.biases is None else self.biases
 
     @property
+    def factor_bytes(self) -> int:
+        """Bytes per stored factor value."""
+        return 4 if self.factor_dtype == "float32" else 8
+
+    @property
     def has_mean(self) -> bool:
         """Whether the model has a global mean ``mu``: not for implicit feedback, nor for
         nonnegative factors without biases (``u . v >= 0`` added to a fixed mean could
@@ -178,7 +191,7 @@ class ALSParams:
     def order(self) -> tuple[str, str]:
         """The side every iteration solves first and the side it solves second; the second
         starts from seeded factors (``iter-0000/<second>``).  Explicit ratings: users first
-        from seeded items (MODEL.md's order).  Implicit feedback: items first from seeded
+        from seeded items (docs/model.md's order).  Implicit feedback: items first from seeded
         users, MLlib's order, so the last half-step fits the users, the side
         recommendations are queried by, to the final items."""
         return ("item", "user") if self.implicit_prefs else ("user", "item")

@@ -127,7 +127,8 @@ class StandaloneCluster:
             self.workers.append(Worker(proc, ui, log))
         deadline = time.monotonic() + timeout
         while self.alive_workers() < self.num_workers:
-            dead = [p for p in [self.master, *(w.proc for w in self.workers)] if p.poll() is not None]
+            processes = [self.master, *(w.proc for w in self.workers)]
+            dead = [p for p in processes if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 raise RuntimeError(f"standalone cluster did not come up ({self.alive_workers()} of "
                                    f"{self.num_workers} workers alive)\nmaster log:\n"
@@ -173,8 +174,9 @@ def spark_submit(args: list[str], cwd: Path, env: dict[str, str], timeout: float
     """Run ``spark-submit args`` in its own process group from ``cwd``.
 
     ``when=(text, action)`` calls ``action()`` once, as soon as the driver's output contains
-    ``text`` (the driver's Python prints to spark-submit's stdout, Spark's log4j to stderr).  The whole group is killed if the run outlives ``timeout`` seconds (then
-    ``TimeoutError``), and in any case before returning.
+    ``text`` (the driver's Python prints to spark-submit's stdout, Spark's log4j to stderr).
+    The whole group is killed if the run outlives ``timeout`` seconds (then ``TimeoutError``),
+    and in any case before returning.
     """
     out, err = cwd / "submit.stdout", cwd / "submit.stderr"
     began = time.monotonic()

@@ -16,16 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+#: Set to 1 to run the tests on a Spark Connect session (a server started in this process)
+#: instead of a classic one: ``tests/ml/test_connect.py`` runs the drop-in tests so.
+CONNECT_ENV = "MFSPARK_TEST_CONNECT"
+
+
 @pytest.fixture(scope="session")
 def spark():
     from mfspark.app.session import get_session
 
-    session = get_session("local[2]", app_name="mfspark-tests", extra={
-        "spark.sql.shuffle.partitions": "4",
-        "spark.ui.enabled": "false",
-        "spark.default.parallelism": "2",
-        "spark.driver.memory": "2g",
-    })
+    settings = {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+                "spark.default.parallelism": "2", "spark.driver.memory": "2g"}
+    if os.environ.get(CONNECT_ENV) == "1":
+        session = get_session(app_name="mfspark-tests", extra=settings, remote="local[2]")
+    else:
+        session = get_session("local[2]", app_name="mfspark-tests", extra=settings)
     yield session
     session.stop()
 
@@ -64,22 +69,63 @@ def rel_err(a, b):
 
 
 def indexed_frame(spark, users, items, ratings):
-    """Ratings already indexed (``user_idx``, ``item_idx``, ``rating``) as a DataFrame."""
+    """Ratings keyed by ``long`` user and item keys (``user``, ``item``, ``rating``)."""
     import pandas as pd
 
-    pdf = pd.DataFrame({"user_idx": users.astype(np.int32), "item_idx": items.astype(np.int32),
+    pdf = pd.DataFrame({"user": users.astype(np.int64), "item": items.astype(np.int64),
                         "rating": ratings.astype(np.float64)})
     return spark.createDataFrame(pdf)
 
 
-def fit_spark(spark, users, items, ratings, params, work_dir, initial):
-    """The distributed fit of indexed ratings from the given seeded factors."""
+def factor_frame(spark, factors, bias=None, keys=None):
+    """Dense factors (row ``k`` = key ``k``, unless ``keys``) as the engine's factor rows."""
+    import pandas as pd
+
+    keys = np.arange(len(factors)) if keys is None else keys
+    bias = np.zeros(len(factors)) if bias is None else bias
+    return spark.createDataFrame(pd.DataFrame({
+        "key": np.asarray(keys, dtype=np.int64), "bias": np.asarray(bias, dtype=np.float64),
+        "features": [np.asarray(f, dtype=np.float64).tolist() for f in factors]}),
+        "key long, bias double, features array<double>")
+
+
+def dense_side(frame, n, rank):
+    """A factor DataFrame (``key`` or ``id``, ``bias``, ``features``) as a dense
+    :class:`~mfspark.core.state.Side` indexed by key (rows absent stay zero)."""
+    from mfspark.core.state import Side
+
+    pdf = frame.toPandas()
+    key = "key" if "key" in pdf else "id"
+    side = Side.zeros(np.zeros(n, dtype=np.int64), rank)
+    rows = pdf[key].to_numpy(np.int64)
+    if len(pdf):
+        side.factors[rows] = np.stack(pdf["features"].to_numpy()) if rank else np.zeros(
+            (len(rows), 0))
+        side.bias[rows] = pdf["bias"].to_numpy()
+    return side
+
+
+class Fitted:
+    """A distributed fit with its factors collected densely (tests only)."""
+
+    def __init__(self, spark, fit, n_users, n_items, rank):
+        self.fit, self.mu, self.history = fit, fit.mu, fit.history
+        self.users = dense_side(fit.factors(spark, "user"), n_users, rank)
+        self.items = dense_side(fit.factors(spark, "item"), n_items, rank)
+
+
+def fit_spark(spark, users, items, ratings, params, work_dir, initial=None, **options):
+    """The distributed fit of key-indexed ratings (keys ``0..n-1``), from the given start of
+    the seeded side (``initial``: dense factors by key; default: the seeded start)."""
     from mfspark.engine.loop import fit, partition
 
-    parts = partition(indexed_frame(spark, users, items, ratings),
-                      np.bincount(users), np.bincount(items), params)
+    parts = partition(indexed_frame(spark, users, items, ratings), params)
     try:
-        return fit(parts, params, work_dir, initial=initial)
+        start = None
+        if initial is not None:
+            start = {params.order[1]: factor_frame(spark, initial)}
+        done = fit(parts, params, work_dir, initial=start, **options)
+        return Fitted(spark, done, int(users.max()) + 1, int(items.max()) + 1, params.rank)
     finally:
         parts.unpersist()
 
@@ -127,3 +173,16 @@ def local_submit(tmp_path_factory, dist_zip, executor_python, ml100k_path):
                        job=JOB)
     run = spark_submit(args, cwd=cwd, env=spark_env())
     return run, cwd / "out" / "model"
+
+
+def id_frame(spark, ids, factors, bias):
+    """A model's factor DataFrame (``id`` of the given IDs' type, ``bias``, ``features``)."""
+    import pyarrow as pa
+
+    factors = np.asarray(factors, dtype=np.float64)
+    n, k = factors.shape
+    offsets = pa.array((np.arange(n + 1) * k).astype(np.int32))
+    table = pa.table({"id": pa.array(ids), "bias": pa.array(np.asarray(bias, np.float64)),
+                      "features": pa.ListArray.from_arrays(offsets,
+                                                           pa.array(factors.reshape(-1)))})
+    return spark.createDataFrame(table)

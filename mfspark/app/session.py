@@ -13,11 +13,14 @@ With ``spark.authenticate=true`` the shared secret may come from the environment
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
 
-from pyspark import SparkConf, SparkContext
+from pyspark import SparkConf, SparkContext, SparkFiles
 from pyspark.sql import SparkSession
 
 DEFAULTS = {
@@ -50,9 +53,57 @@ def add_secret(conf: SparkConf, environ: dict[str, str]) -> None:
         conf.set("spark.authenticate.secret", environ[SECRET_ENV])
 
 
+def wheels_to_executors(sc: SparkContext) -> list[str]:
+    """Ship each pure-Python wheel of ``--py-files`` again under a ``.zip`` name.
+
+    The driver imports from every archive spark-submit was given, but the executors get only
+    the ``.zip``, ``.egg`` and ``.jar`` ones on their ``sys.path``.  A ``*-none-any.whl`` is
+    a zip archive that zipimport reads, so its copy named ``<wheel>.zip`` lets the executors
+    import what the driver imports.  Returns the names shipped.
+    """
+    shipped = []
+    for path in filter(None, sc.getConf().get("spark.submit.pyFiles", "").split(",")):
+        name = os.path.basename(path)
+        local = os.path.join(SparkFiles.getRootDirectory(), name)
+        if not name.endswith("-none-any.whl") or not os.path.isfile(local):
+            continue
+        where = tempfile.mkdtemp(prefix="mfspark-wheel-")
+        atexit.register(shutil.rmtree, where, True)
+        copy = os.path.join(where, name + ".zip")
+        shutil.copyfile(local, copy)
+        sc.addPyFile(copy)
+        shipped.append(name + ".zip")
+    if shipped:
+        logging.getLogger("mfspark").info("wheels on --py-files shipped to the executors as %s",
+                                          ", ".join(shipped))
+    return shipped
+
+
+def connect_session(remote: str, app_name: str = "mfspark",
+                    extra: dict[str, str] | None = None) -> SparkSession:
+    """A Spark Connect session: ``sc://host:port`` reaches a Spark Connect server,
+    ``local[N]`` starts one in this process (pyspark's package ships it)."""
+    if remote.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.remote(remote).appName(app_name)
+    for key, value in {**DEFAULTS, **(extra or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if not (extra or {}).get("spark.sql.shuffle.partitions"):
+        from mfspark.engine.loop import parallelism
+
+        spark.conf.set("spark.sql.shuffle.partitions", str(max(2, 2 * parallelism(spark))))
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    return spark
+
+
 def get_session(master: str | None = None, app_name: str = "mfspark",
-                extra: dict[str, str] | None = None) -> SparkSession:
-    """The active session, or a new one (``local[*]`` unless a master is given or set)."""
+                extra: dict[str, str] | None = None, remote: str | None = None
+                ) -> SparkSession:
+    """The active session, or a new one (``local[*]`` unless a master is given or set);
+    with ``remote``, a Spark Connect session (:func:`connect_session`)."""
+    if remote:
+        return connect_session(remote, app_name, extra)
     if submitted_by_spark_submit():
         # join spark-submit's JVM so that SparkConf() sees its --master, --conf and properties
         SparkContext._ensure_initialized()
@@ -73,5 +124,6 @@ def get_session(master: str | None = None, app_name: str = "mfspark",
         cores = spark.sparkContext.defaultParallelism
         spark.conf.set("spark.sql.shuffle.partitions", str(max(2, 2 * cores)))
     spark.sparkContext.setLogLevel("WARN")
+    wheels_to_executors(spark.sparkContext)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark

@@ -17,23 +17,18 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 import mfspark
 from mfspark.app.cli import add_settings_flags, settings
 from mfspark.app.report import train_report
 from mfspark.app.session import get_session
 from mfspark.config import JobConfig, settings_record
-from mfspark.core.state import FitResult, Side
-from mfspark.core.topn import top_n
-from mfspark.data.indexing import IdIndex, attach_ids, with_indices
 from mfspark.data.prepare import Prepared, load, prepare
 from mfspark.data.split import random_split
 from mfspark.engine import resume
 from mfspark.engine.loop import fit, log_iteration
-from mfspark.engine.score import rmse
 from mfspark.io import fs
-from mfspark.io.checkpoints import iteration_dir
-from mfspark.io.factors import read_rows
 from mfspark.io.model import check_writable, write_model
 from mfspark.ml.metadata import model_metadata
 
@@ -46,22 +41,38 @@ class TrainResult:
 
     model_dir: str
     metadata: dict[str, Any]
-    fitted: FitResult
-    users: IdIndex
-    items: IdIndex
-    train: DataFrame
-    test: DataFrame | None
     baselines: dict[str, float]
     counts: dict[str, int]
+    train: DataFrame
+    """The training ratings (original IDs), read again if used."""
 
 
-def baselines(prepared: Prepared, config: JobConfig, work_dir: str) -> dict[str, float]:
+class PhaseClock:
+    """Seconds per phase of a run, each lap ending where the previous one did (Spark is
+    lazy: a phase's time is the work its own actions triggered)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._mark
+        self._mark = now
+
+
+def global_mean_rmse(test: DataFrame, mu: float) -> float:
+    """Test RMSE of predicting the training mean for every held-out rating."""
+    row = test.agg(F.sqrt(F.avg((F.col("rating") - F.lit(mu)) ** 2)).alias("rmse")).first()
+    return float(row["rmse"]) if row["rmse"] is not None else float("nan")
+
+
+def baselines(prepared: Prepared, config: JobConfig, test: DataFrame,
+              work_dir: str) -> dict[str, float]:
     """Test RMSE of the global mean and of the biases-only model (rank 0, same lambda)."""
-    ratings = prepared.ratings
-    zero_u, zero_i = Side.zeros(ratings.user_counts, 0), Side.zeros(ratings.item_counts, 0)
-    biases = fit(ratings, replace(config.als, rank=0), work_dir)
-    return {"global_mean": rmse(prepared.test, zero_u, zero_i, ratings.mu),
-            "biases_only": rmse(prepared.test, biases.users, biases.items, ratings.mu)}
+    biases = fit(prepared.ratings, replace(config.als, rank=0), work_dir)
+    return {"global_mean": global_mean_rmse(test, prepared.ratings.mu),
+            "biases_only": biases.history[-1]["test_rmse"]}
 
 
 def account(read: int, used: int, rejected: int, merged: int) -> dict[str, int]:
@@ -82,6 +93,7 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     (:mod:`mfspark.engine.resume`); the model is the same as an uninterrupted run's.
     """
     began = time.perf_counter()
+    clock = PhaseClock()
     out = fs.qualify(spark, config.out)
     model_dir, work_dir = f"{out}/model", f"{out}/iterations"
     check_writable(spark, model_dir, overwrite)
@@ -90,43 +102,47 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     ratings = loaded.ratings.persist(StorageLevel.MEMORY_AND_DISK)
     train_df, test_df = (random_split(ratings, config.test_fraction, config.split_seed)
                          if config.test_fraction > 0 else (ratings, None))
-    prepared = prepare(train_df, config.als, test_df)
-    parts, users, items = prepared.ratings, prepared.users, prepared.items
-    num_test = prepared.test.count() if prepared.test is not None else 0
     stats = loaded.stats
-    counts = account(stats.rows, parts.count + num_test, stats.rejected, loaded.merged)
+    clock.lap("read, validate, deduplicate")
+    prepared = prepare(train_df, config.als, test_df)
+    parts = prepared.ratings
+    clock.lap("split, key, partition")
+    counts = account(stats.rows, parts.count + parts.num_test, stats.rejected, loaded.merged)
     log.info("%d ratings read from %s: %d used (%d train with %d users and %d items, %d test), "
              "%d rejected, %d merged; mu=%.4f", stats.rows, source, counts["used"], parts.count,
-             len(users), len(items), num_test, stats.rejected, loaded.merged, parts.mu)
+             parts.num_users, parts.num_items, parts.num_test, stats.rejected, loaded.merged,
+             parts.mu)
     record = resume.run_record(config, parts, counts)
     state = (resume.resume_point(spark, work_dir, record, parts, config.als)
              if resume_run else None)
     if state is None:
         resume.start(spark, work_dir, record)
     # the baselines predict ratings: there are none for implicit feedback
-    base = (baselines(prepared, config, f"{out}/baselines")
-            if with_baselines and num_test and not config.als.implicit_prefs else {})
+    base = (baselines(prepared, config, test_df, f"{out}/baselines")
+            if with_baselines and parts.num_test and not config.als.implicit_prefs else {})
     if base:
         fs.delete(spark, f"{out}/baselines")
-    fitted = fit(parts, config.als, work_dir, test=prepared.test, on_iteration=log_iteration,
-                 resume=state)
+        clock.lap("baselines")
+    fitted = fit(parts, config.als, work_dir, on_iteration=log_iteration, resume=state)
+    clock.lap("fit")
     recorded = settings_record(config)
     metadata = model_metadata(
-        config.als, fitted, prepared, stats, rows_read=stats.rows, num_test=num_test,
+        config.als, fitted, prepared, stats, rows_read=stats.rows, num_test=parts.num_test,
         counts=counts, rejected_by_reason=stats.bad,
         input={"path": source, **{k: recorded["input"][k] for k in
                                   ("format", "on_bad_rows", "duplicates", "rating_range")}},
         resumed_after_iteration=len(state.history) if state is not None else None,
         test_fraction=config.test_fraction, split_seed=config.split_seed, baselines=base)
-    last = iteration_dir(work_dir, config.als.iterations)
-    write_model(spark, model_dir, attach_ids(read_rows(spark, f"{last}/user"), users),
-                attach_ids(read_rows(spark, f"{last}/item"), items), metadata, overwrite)
+    write_model(spark, model_dir, prepared.factors(spark, fitted, "user"),
+                prepared.factors(spark, fitted, "item"), metadata, overwrite)
     prepared.unpersist()
     ratings.unpersist()
+    clock.lap("write model")
     metadata["seconds"] = time.perf_counter() - began
-    return TrainResult(model_dir=model_dir, metadata=metadata, fitted=fitted, users=users,
-                       items=items, train=with_indices(train_df, users, items),
-                       test=prepared.test, baselines=base, counts=counts)
+    metadata["phases"] = clock.laps
+    log.info("phases: %s", ", ".join(f"{name} {s:.1f}s" for name, s in clock.laps.items()))
+    return TrainResult(model_dir=model_dir, metadata=metadata, baselines=base, counts=counts,
+                       train=train_df)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
                                     "flags override its keys")
     add_settings_flags(p)
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
+    p.add_argument("--remote", metavar="URL", help="run on Spark Connect: sc://host:port, or "
+                   "local[N] for a server in this process")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model")
     p.add_argument("--resume", action="store_true",
                    help="continue the run stored in OUT/iterations from its last complete "
@@ -171,19 +189,20 @@ def report(result: TrainResult, show: int) -> None:
         print(f"test RMSE  {last['test_rmse']:.4f}  (model)")
     for name, value in result.baselines.items():
         print(f"test RMSE  {value:.4f}  ({name.replace('_', '-')} baseline)")
-    if show <= 0:
-        return
-    f = result.fitted
-    rows = list(range(min(show, len(result.users))))
-    seen = (result.train.filter(result.train.user_idx < len(rows))
-            .select("user_idx", "item_idx").toPandas().groupby("user_idx")["item_idx"])
-    exclude = [seen.get_group(r).to_numpy() if r in seen.groups else [] for r in rows]
-    best, scores = top_n(f.users.factors[rows], f.users.bias[rows], f.items.factors,
-                         f.items.bias, f.mu, 5, exclude)
-    item_ids = result.items.ids.to_pylist()
-    for r in rows:
-        recs = ", ".join(f"{item_ids[j]} ({s:.2f})" for j, s in zip(best[r], scores[r]) if j >= 0)
-        print(f"user {result.users.ids[r].as_py()}: top unseen items {recs}")
+    if show > 0:
+        show_top(result, show)
+
+
+def show_top(result: TrainResult, show: int, k: int = 5) -> None:
+    """Print the top ``k`` items the first ``show`` users (by ID) have not rated."""
+    from mfspark.ml.model import ALSModel
+
+    model = ALSModel.load(result.model_dir)
+    users = model.userFactors.select(F.col("id").alias("user")).orderBy("user").limit(show)
+    recs = model.recommendForUserSubset(users, k, exclude=result.train).orderBy("user")
+    for row in recs.collect():
+        shown = ", ".join(f"{r['item']} ({r['rating']:.2f})" for r in row["recommendations"])
+        print(f"user {row['user']}: top unseen items {shown}")
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
@@ -195,7 +214,9 @@ def main(argv: list[str] | None = None) -> TrainResult:
         config = settings(args)
     except ValueError as err:
         parser().error(str(err))
-    spark = get_session(args.master, app_name="mfspark-train")
+    started = time.perf_counter()
+    spark = get_session(args.master, app_name="mfspark-train", remote=args.remote)
+    log.info("Spark session ready in %.1fs", time.perf_counter() - started)
     result = train(spark, config, overwrite=args.overwrite, with_baselines=args.baselines,
                    resume_run=args.resume)
     report(result, args.show)

@@ -1,4 +1,4 @@
-"""The math of MODEL.md and its variants, in NumPy (and Numba) only: no pyspark import.
+"""The math of docs/model.md and its variants, in NumPy (and Numba) only: no pyspark import.
 
 ``objective`` describes a variant as data; ``normal``, ``solvers``, ``nnls`` and ``kernel``
 build and solve the rows' systems; ``block.solve_block`` is the one half-step of a block;

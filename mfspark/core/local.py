@@ -63,3 +63,14 @@ def fit_in_memory(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_u
             "seconds": time.perf_counter() - began})
         result.users, result.items = user_side, _side(solved, n_items, rank)
     return result
+
+
+def predict(users: np.ndarray, items: np.ndarray, user_side: Side, item_side: Side,
+            mu: float) -> np.ndarray:
+    """``mu + b_i + c_j + u_i . v_j`` for index arrays where -1 marks an unknown ID: an
+    unknown side contributes nothing (docs/model.md's fallback)."""
+    known_u, known_i = users >= 0, items >= 0
+    u, i = np.where(known_u, users, 0), np.where(known_i, items, 0)
+    dot = np.einsum("nk,nk->n", user_side.factors[u], item_side.factors[i])
+    return (mu + np.where(known_u, user_side.bias[u], 0.0)
+            + np.where(known_i, item_side.bias[i], 0.0) + np.where(known_u & known_i, dot, 0.0))

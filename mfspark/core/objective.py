@@ -9,7 +9,7 @@ one regularized, possibly weighted least-squares system on the fixed side's vect
 optionally with ``u_i >= 0`` (nonnegative factors; the bias stays free), solved exactly or
 by a few conjugate-gradient steps.  An :class:`Objective` says which terms a variant has:
 
-- explicit ratings (MODEL.md): ``w_ij = 1``, ``t_ij = A_ij - c_j - mu``, no base, no shift;
+- explicit ratings (docs/model.md): ``w_ij = 1``, ``t_ij = A_ij - c_j - mu``, no base, no shift;
 - implicit feedback (Hu, Koren, Volinsky; MLlib's ``implicitPrefs``): ``w_ij = alpha |r|``,
   ``t_ij = c p``, ``base = Y^T Y``;
 - implicit feedback with biases: ``t_ij = c p - (c - 1) c_j``, ``base = Y~^T Y~`` and

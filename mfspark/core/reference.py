@@ -1,4 +1,4 @@
-"""Pure-NumPy reference ALS: the updates of MODEL.md written as plainly as possible.
+"""Pure-NumPy reference ALS: the updates of docs/model.md written as plainly as possible.
 
 This is the oracle the tests hold the distributed job to.  It shares no code with the
 block solver (:mod:`mfspark.core.block`): one Python loop over users and one over items, each
@@ -31,7 +31,7 @@ def _lams(n_rated: np.ndarray, lam: float, reg_scale: str) -> np.ndarray:
 
 def objective(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
               model: ReferenceModel, lam: float, reg_scale: str) -> float:
-    """The exact J of MODEL.md (squared error plus the, possibly count-weighted, penalty)."""
+    """The exact J of docs/model.md (squared error plus the, possibly count-weighted, penalty)."""
     pred = (np.sum(model.user_factors[users] * model.item_factors[items], axis=1)
             + model.user_bias[users] + model.item_bias[items] + model.mu)
     n_u = np.bincount(users, minlength=len(model.user_bias))

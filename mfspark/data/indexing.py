@@ -1,82 +1,89 @@
-"""Mapping original user/item IDs (ints, longs or strings) to dense indices and back.
+"""The ``long`` keys the engine works on, for IDs of any type, and the way back.
 
-The solver works on dense ``int32`` indices ``0..n-1``; every output is keyed by the
-original ID again.  Indices are assigned in ascending ID order, so they depend only on the
-set of IDs, never on partitioning.
+Integral IDs (``int``, ``long``, or ``float``/``double`` holding whole numbers, as
+``StringIndexer`` writes them) are their own keys: no index, no join.  Other IDs (strings)
+get dense keys ``0..n-1`` in ascending ID order, so that keys depend only on the set of
+IDs, never on partitioning; the mapping stays a DataFrame (computed on the executors: the
+driver only learns how many IDs each range partition holds).  Every output is keyed by the
+original ID and type again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+#: The key of a held-out ID that training never saw (string IDs; never a dense key).
+UNKNOWN_KEY = -(1 << 63)
+
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 
 
 @dataclass(frozen=True)
 class IdIndex:
-    """The distinct IDs of one side, in index order, with their rating counts.
+    """How one side's IDs map to keys: the ID type, and for non-integral IDs the mapping."""
 
-    Attributes
-    ----------
-    ids : pyarrow.Array
-        ``ids[k]`` is the original ID of dense index ``k`` (sorted ascending).
-    counts : ndarray of int64
-        Number of training ratings of each index.
-    frame : DataFrame
-        The same mapping as a Spark DataFrame with columns ``id`` and ``idx`` (int).
-    """
+    id_type: T.DataType
+    frame: DataFrame | None = None
+    """``id``, ``key``: one row per ID; None when the IDs are their own keys."""
 
-    ids: pa.Array
-    counts: np.ndarray
-    frame: DataFrame
+    def keyed(self, ratings: DataFrame, column: str) -> DataFrame:
+        """``ratings`` with ``column`` replaced by its ``long`` key (:data:`UNKNOWN_KEY` for
+        an ID the index does not hold)."""
+        if self.frame is None:
+            return ratings.withColumn(column, F.col(column).cast("long"))
+        mapping = self.frame.select(F.col("id").alias(column), F.col("key").alias("_key"))
+        joined = ratings.join(mapping, column, "left")
+        return joined.withColumn(column, F.coalesce("_key", F.lit(UNKNOWN_KEY))).drop("_key")
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def with_ids(self, factors: DataFrame) -> DataFrame:
+        """Factor rows keyed by ``key`` as rows keyed by the original ``id``."""
+        if self.frame is None:
+            return factors.select(F.col("key").cast(self.id_type).alias("id"),
+                                  *[c for c in factors.columns if c != "key"])
+        return (factors.join(self.frame, "key", "inner")
+                .select("id", *[c for c in factors.columns if c != "key"]))
 
-
-def build_index(spark: SparkSession, ratings: DataFrame, column: str) -> IdIndex:
-    """Index the distinct values of ``ratings[column]`` (collected on the driver, which holds
-    one factor row per ID anyway)."""
-    table = ratings.groupBy(column).count().toArrow()
-    order = pc.sort_indices(table, sort_keys=[(column, "ascending")])
-    ids = table.column(column).take(order).combine_chunks()
-    counts = table.column("count").take(order).to_numpy().astype(np.int64)
-    mapping = pa.table({"id": ids, "idx": pa.array(np.arange(len(ids), dtype=np.int32))})
-    return IdIndex(ids=ids, counts=counts, frame=spark.createDataFrame(mapping))
+    def unpersist(self) -> None:
+        if self.frame is not None:
+            self.frame.unpersist()
 
 
-#: At most this many user plus item IDs are broadcast for :func:`id_lookup` (256 MiB of
-#: int64); beyond, the ratings are indexed by joins.
-LOOKUP_MAX_IDS = 1 << 25
+def _whole_numbers(ratings: DataFrame, column: str) -> bool:
+    """Whether every value of a floating-point column is a whole number within ``long``."""
+    value = F.col(column)
+    bad = ratings.filter(value.isNotNull() & ((value != F.floor(value))
+                                              | (F.abs(value) >= F.lit(2.0 ** 63))))
+    return not bad.limit(1).count()
 
 
-def id_lookup(users: IdIndex, items: IdIndex) -> tuple[np.ndarray, np.ndarray] | None:
-    """The sorted user and item IDs as int64 arrays, for mapping IDs to indices by binary
-    search inside the partitioning pass (:func:`mfspark.halfstep.partition_ratings`)
-    instead of two joins; None when an ID type is not integral or there are more than
-    :data:`LOOKUP_MAX_IDS` IDs."""
-    if not all(pa.types.is_integer(side.ids.type) for side in (users, items)):
-        return None
-    if len(users) + len(items) > LOOKUP_MAX_IDS:
-        return None
-    return (users.ids.to_numpy(zero_copy_only=False).astype(np.int64),
-            items.ids.to_numpy(zero_copy_only=False).astype(np.int64))
-
-
-def with_indices(ratings: DataFrame, users: IdIndex, items: IdIndex,
-                 how: str = "inner") -> DataFrame:
-    """Add ``user_idx`` and ``item_idx`` to ratings (``how="left"`` keeps unknown IDs with
-    null indices, for test data)."""
-    user_map = users.frame.select(F.col("id").alias("user"), F.col("idx").alias("user_idx"))
-    item_map = items.frame.select(F.col("id").alias("item"), F.col("idx").alias("item_idx"))
-    return ratings.join(user_map, on="user", how=how).join(item_map, on="item", how=how)
-
-
-def attach_ids(factors: DataFrame, index: IdIndex) -> DataFrame:
-    """Replace the dense ``idx`` of a factor DataFrame by the original ``id``."""
-    return (factors.join(index.frame, on="idx", how="inner")
-            .select("id", *[c for c in factors.columns if c != "idx"]))
+def build_index(ratings: DataFrame, column: str, partitions: int | None = None) -> IdIndex:
+    """The keys of the distinct values of ``ratings[column]`` (module docstring)."""
+    kind = ratings.schema[column].dataType
+    if isinstance(kind, _INTEGRAL) or (isinstance(kind, (T.FloatType, T.DoubleType))
+                                       and _whole_numbers(ratings, column)):
+        return IdIndex(kind)
+    spark = ratings.sparkSession
+    parts = partitions or int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+    ranked = (ratings.select(F.col(column).alias("id")).distinct()
+              .repartitionByRange(parts, "id").sortWithinPartitions("id")
+              .select("id", F.spark_partition_id().alias("part"),
+                      F.monotonically_increasing_id().alias("pos"))
+              .persist(StorageLevel.MEMORY_AND_DISK))
+    sizes = sorted((r["part"], r["n"], r["first"]) for r in ranked.groupBy("part").agg(
+        F.count(F.lit(1)).alias("n"), F.min("pos").alias("first")).collect())
+    offsets, total = [], 0
+    for part, n, first in sizes:
+        offsets.append((part, total - first))
+        total += n
+    shift = spark.createDataFrame(offsets, "part int, shift long")
+    frame = (ranked.join(F.broadcast(shift), "part")
+             .select("id", (F.col("pos") + F.col("shift")).alias("key"))
+             .persist(StorageLevel.MEMORY_AND_DISK))
+    frame.count()
+    ranked.unpersist()
+    return IdIndex(kind, frame)

@@ -5,7 +5,7 @@ partition.
 
     loaded = load(spark, spec, rejected_dir)             # read, bad rows, duplicates
     train, test = random_split(loaded.ratings, 0.1, 0)   # or folds, or none
-    prepared = prepare(train, params, test)              # index IDs, partition by block
+    prepared = prepare(train, params, test)              # key IDs, partition by block
 
 ``jobs/train.py``, :class:`mfspark.ALS`, ``jobs/tune.py`` (once per fold) and the benchmark
 all go through :func:`prepare`, so the same ratings give the same blocks, indices and
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from mfspark.config import ALSParams, InputSpec
 from mfspark.data.duplicates import merge_duplicates
-from mfspark.data.indexing import IdIndex, build_index, id_lookup, with_indices
+from mfspark.data.indexing import IdIndex, build_index
 from mfspark.data.quarantine import screen
 from mfspark.data.validate import RatingStats
-from mfspark.engine.loop import PartitionedRatings, partition
+from mfspark.engine.loop import Fit, PartitionedRatings, partition
 from mfspark.io.ratings import read_ratings
 
 
@@ -52,41 +53,39 @@ def load(spark: SparkSession, spec: InputSpec, rejected_dir: str) -> Loaded:
 
 @dataclass
 class Prepared:
-    """Training ratings ready for :func:`mfspark.engine.loop.fit`, and what maps them back."""
+    """Training (and held-out) ratings ready for :func:`mfspark.engine.loop.fit`, and what
+    maps their keys back to IDs."""
 
     ratings: PartitionedRatings
     users: IdIndex
     items: IdIndex
-    test: DataFrame | None = None
-    """Held-out ratings with ``user_idx`` and ``item_idx`` (null where the ID was not in
-    training, or such rows left out with ``known_test_only``), persisted."""
+
+    def factors(self, spark: SparkSession, fit: Fit, side: str) -> DataFrame:
+        """``side``'s fitted factors keyed by the original IDs (``id``, ``bias``,
+        ``features``)."""
+        index = self.users if side == "user" else self.items
+        return index.with_ids(fit.factors(spark, side))
 
     def unpersist(self) -> None:
         self.ratings.unpersist()
-        if self.test is not None:
-            self.test.unpersist()
-
-
-def partition_ids(ratings: DataFrame, users: IdIndex, items: IdIndex,
-                  params: ALSParams) -> PartitionedRatings:
-    """:func:`mfspark.engine.loop.partition` for ratings keyed by their original IDs
-    (``user``, ``item``, ``rating``): integral IDs are looked up inside the partitioning pass
-    (:func:`mfspark.data.indexing.id_lookup`), other IDs are joined to their indices
-    first."""
-    lookup = id_lookup(users, items)
-    frame = ratings if lookup is not None else with_indices(ratings, users, items)
-    return partition(frame, users.counts, items.counts, params, lookup)
+        self.users.unpersist()
+        self.items.unpersist()
 
 
 def prepare(train: DataFrame, params: ALSParams, test: DataFrame | None = None,
-            known_test_only: bool = False) -> Prepared:
-    """Index the IDs of ``train`` (ascending ID order: indices depend only on the set of
-    IDs) and partition it by user block and by item block; index ``test`` the same way."""
-    spark = train.sparkSession
-    users, items = build_index(spark, train, "user"), build_index(spark, train, "item")
-    parts = partition_ids(train, users, items, params)
-    indexed = None
+            storage: StorageLevel = StorageLevel.MEMORY_AND_DISK) -> Prepared:
+    """Key the IDs of ``train`` (:mod:`mfspark.data.indexing`) and partition it by user
+    block and by item block, in one pass with the held-out ``test`` ratings (scored after
+    every iteration; IDs unseen in training fall back as docs/model.md says)."""
+    users, items = build_index(train, "user"), build_index(train, "item")
+
+    def keyed(ratings: DataFrame, held_out: bool) -> DataFrame:
+        frame = items.keyed(users.keyed(ratings.select("user", "item", "rating"), "user"),
+                            "item")
+        return frame.withColumn("test", F.lit(held_out))
+
+    frame = keyed(train, False)
     if test is not None:
-        how = "inner" if known_test_only else "left"
-        indexed = with_indices(test, users, items, how=how).persist(StorageLevel.MEMORY_AND_DISK)
-    return Prepared(parts, users, items, indexed)
+        frame = frame.unionByName(keyed(test, True))
+    parts = partition(frame, params, held_out=test is not None, storage=storage)
+    return Prepared(parts, users, items)

@@ -25,7 +25,7 @@ def screen(df: DataFrame, spec: InputSpec, source: str,
            rejected_dir: str) -> tuple[DataFrame, RatingStats]:
     """Apply ``spec.on_bad_rows`` to the canonical rows ``df``.
 
-    Returns the good rows, typed (:func:`mfspark.validate.typed`), and the counts.  With the
+    Returns the good rows, typed (:func:`mfspark.data.validate.typed`), and the counts.  With the
     quarantine policy the bad rows go to ``rejected_dir`` (cleared when there are none).
     """
     spark = df.sparkSession

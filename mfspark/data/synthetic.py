@@ -9,6 +9,7 @@ depend only on the settings, never on the number of partitions.  The planted mod
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from mfspark.engine.loop import parallelism
 
 
 @dataclass(frozen=True)
@@ -89,23 +92,27 @@ def _ratings_for(users: np.ndarray, model: PlantedModel, counts: np.ndarray,
         {"user": [], "item": [], "rating": [], "planted": []})
 
 
-def generate(spark: SparkSession, model: PlantedModel, partitions: int | None = None) -> DataFrame:
-    """The synthetic ratings as a DataFrame (``user`` int, ``item`` int, ``rating`` float,
-    ``planted`` float: the noise-free clipped prediction), generated on the executors."""
-    factors = planted_factors(model)
-    counts = user_counts(model)
+@functools.lru_cache(maxsize=2)
+def _planted(model: PlantedModel) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """The planted factors, the users' counts and the items' popularity CDF, drawn once per
+    process from the seed (every executor draws the same)."""
     weights = 1.0 / (np.arange(model.num_items) + 10.0) ** model.zipf
     order = np.random.default_rng([model.seed, 3]).permutation(model.num_items)
     cdf = np.cumsum(weights[np.argsort(order)])  # popularity not tied to item id order
-    cdf /= cdf[-1]
-    state = spark.sparkContext.broadcast((factors, counts, cdf))
+    return planted_factors(model), user_counts(model), cdf / cdf[-1]
+
+
+def generate(spark: SparkSession, model: PlantedModel,
+             partitions: int | None = None) -> DataFrame:
+    """The synthetic ratings as a DataFrame (``user`` int, ``item`` int, ``rating`` float,
+    ``planted`` float: the noise-free clipped prediction), generated on the executors."""
 
     def make(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        f, n, p = state.value
+        f, n, p = _planted(model)
         for batch in batches:
             yield _ratings_for(batch["id"].to_numpy(), model, n, f, p)
 
-    parts = partitions or max(2, spark.sparkContext.defaultParallelism * 4)
+    parts = partitions or max(2, parallelism(spark) * 4)
     return (spark.range(0, model.num_users, numPartitions=parts)
             .mapInPandas(make, "user int, item int, rating float, planted float"))
 

@@ -7,7 +7,7 @@ rows, the bad rows per reason and whether the text IDs are all integers in one a
 :func:`typed` then turns the good rows into ``user``, ``item`` (long when every value is an
 integer, else string; typed sources keep their type), ``rating`` (double) and ``timestamp``
 (long when every value is an integer).  What happens to bad rows (fail or quarantine) is
-:mod:`mfspark.quarantine`'s business; :func:`typed_ratings` is the strict path.
+:mod:`mfspark.data.quarantine`'s business; :func:`typed_ratings` is the strict path.
 """
 
 from __future__ import annotations

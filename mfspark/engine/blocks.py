@@ -1,38 +1,59 @@
 """The ratings partitioned by block: two packed, persisted copies, one per side.
 
-The ratings are kept twice, each copy hash-partitioned by *block* (``row % num_blocks``) of
-one side, one block per partition, and persisted: ``by_user`` (rows = users, cols = items)
-and ``by_item`` (rows = items, cols = users).  A block is stored *packed*: a few Spark rows
-(chunks of at most :data:`CHUNK_RATINGS` ratings), each holding the block's ratings sorted
-by row in the encoding of :mod:`mfspark.core.packing`, so handing a block to a pandas UDF
-is a copy of a few buffers.  The ratings cross into Python once, in the partitioning pass,
-which splits them into unsorted pieces for both copies at once; everything after moves
-packed bytes.
+Rows and columns are ``int64`` keys (:mod:`mfspark.core.packing`).  The ratings are kept
+twice, each copy hash-partitioned by *block* of one side (:func:`~mfspark.core.packing.
+block_of` of the row key), one block per partition, persisted: ``by_user`` (rows = users,
+cols = items) and ``by_item``.  A block is a handful of Spark rows of :data:`PACKED_SCHEMA`,
+told apart by ``kind``:
+
+- ``TRAIN``: a chunk of at most :data:`CHUNK_RATINGS` ratings sorted by row, columns as
+  positions into the block's needs;
+- ``TEST``: held-out ratings whose key on this side hashes to this block (only in the copy
+  of the side solved last in an iteration, where the test error is computed): row and
+  column positions, -1 where the key is unknown to training;
+- ``NEEDS``: the sorted keys of the fixed-side rows the block references (training columns
+  first, ``n`` of them, then columns only held-out ratings reference; ``target`` holds the
+  block's number of rows); the fixed side's factors are joined to this row in each
+  half-step;
+- ``GRAM``, ``OWN``: placeholders that the fixed side's Gram matrix (implicit feedback) and
+  the block's own previous factors (conjugate gradient, warm starts) are joined to;
+- ``REQUEST``: which of this block's rows another block needs (``target``: the requesting
+  block), so that a half-step can route each block exactly the rows it references
+  (MLlib's out-blocks) when the fixed side is too large to send whole.
+
+The ratings cross into Python once, in the partitioning pass, which splits each batch into
+unsorted pieces for both copies at once; everything after moves packed bytes.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mfspark.core.packing import (checksum, decode, decode_piece, encode, encode_values,
-                                  sort_order)
+from mfspark.core.packing import (block_of, checksum, decode_keys, encode_chunk, encode_keys,
+                                  encode_positions, sort_order)
 
-#: One chunk of a packed block (see the module docstring); ``rating_sum`` and ``checksum``
-#: give the global mean and the run fingerprint without unpacking.
-PACKED_SCHEMA = ("block int, chunk int, n long, rows binary, cols binary, ratings binary, "
-                 "rating_sum double, checksum long")
-#: Unsorted pieces of blocks on their way to being packed (``side`` 0: rows are users, cols
-#: items; 1: the transpose).
-_PIECE_SCHEMA = "side int, block int, rows binary, cols binary, ratings binary"
-#: Ratings per packed chunk (12-16 MiB): Arrow's 2 GiB binary limit per batch is far away.
+TRAIN, TEST, NEEDS, GRAM, OWN, REQUEST = range(6)
+
+#: One row of a packed block (module docstring); ``rating_sum`` and ``checksum`` give the
+#: global mean and the run fingerprint without unpacking.
+PACKED_SCHEMA = ("block int, chunk int, kind int, n long, rows binary, cols binary, "
+                 "ratings binary, target int, rating_sum double, checksum long")
+#: Unsorted pieces of blocks on their way to being packed: ``side`` 0 rows are users, 1
+#: items; rows and columns as keys.
+_PIECE_SCHEMA = "side int, block int, kind int, rows binary, cols binary, ratings binary"
+#: Ratings per packed chunk (12-20 MiB): Arrow's 2 GiB binary limit per batch is far away.
 CHUNK_RATINGS = 1 << 20
+#: Arrow batch size of the partitioning pass (rows): Spark's default of 10,000 makes many
+#: small batches, each a fixed cost, when the pass buffers about a chunk anyway.
+PARTITION_ARROW_BATCH = 1 << 17
+
 _LABELS: dict[tuple[str, int], list[int]] = {}
 
 
@@ -43,91 +64,130 @@ def block_labels(spark: SparkSession, num_blocks: int) -> list[int]:
     Spark itself once per Spark version and block count in this process."""
     key = (spark.version, num_blocks)
     if key not in _LABELS:
-        _LABELS[key] = _find_labels(spark, num_blocks)
+        found = (spark.range(0, 64 * num_blocks)
+                 .select(F.col("id").cast("int").alias("label"),
+                         F.pmod(F.hash(F.col("id").cast("int")), F.lit(num_blocks))
+                         .alias("part"))
+                 .groupBy("part").agg(F.min("label").alias("label")).collect())
+        labels = {r["part"]: r["label"] for r in found}
+        if len(labels) < num_blocks:  # astronomically unlikely with 64 per partition
+            raise RuntimeError(f"no hash-distinct labels found for {num_blocks} blocks")
+        _LABELS[key] = [labels[p] for p in range(num_blocks)]
     return list(_LABELS[key])
 
 
-def _find_labels(spark: SparkSession, num_blocks: int) -> list[int]:
-    found = (spark.range(0, 64 * num_blocks)
-             .select(F.col("id").cast("int").alias("label"),
-                     F.pmod(F.hash(F.col("id").cast("int")), F.lit(num_blocks)).alias("part"))
-             .groupBy("part").agg(F.min("label").alias("label")).collect())
-    labels = {r["part"]: r["label"] for r in found}
-    if len(labels) < num_blocks:  # astronomically unlikely with 64 candidates per partition
-        raise RuntimeError(f"no hash-distinct labels found for {num_blocks} blocks")
-    return [labels[p] for p in range(num_blocks)]
+@dataclass(frozen=True)
+class Layout:
+    """How one side is cut into blocks: their number and their Spark labels."""
+
+    num_blocks: int
+    labels: tuple[int, ...]
+
+    def label_of(self, keys: np.ndarray) -> np.ndarray:
+        """The block label of each key."""
+        return np.asarray(self.labels, dtype=np.int32)[block_of(keys, self.num_blocks)]
 
 
-def unpack(chunks: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The ``(rows, cols, ratings)`` arrays of packed chunks (:data:`PACKED_SCHEMA`, in
-    chunk order) or of unsorted pieces (:data:`_PIECE_SCHEMA`)."""
-    if "chunk" in chunks:
-        chunks = chunks.sort_values("chunk")
-        parts = [decode(int(n), *t) for n, *t in zip(chunks["n"], chunks["rows"],
-                                                     chunks["cols"], chunks["ratings"])]
-    else:
-        parts = [decode_piece(*t) for t in zip(chunks["rows"], chunks["cols"], chunks["ratings"])]
-    if len(parts) == 1:
-        return parts[0]
+def encode_ints(values: np.ndarray) -> bytes:
+    """Keys in a piece: ``int32`` when they all fit, else ``int64`` (the length tells)."""
+    values = np.asarray(values, dtype=np.int64)
+    fits = len(values) == 0 or (values.min() >= -(1 << 31) and values.max() < 1 << 31)
+    return values.astype(np.int32 if fits else np.int64).tobytes()
+
+
+def decode_ints(data: bytes, n: int) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.int32 if len(data) == 4 * n else np.int64
+                         ).astype(np.int64)
+
+
+def _values(ratings: np.ndarray) -> bytes:
+    return np.ascontiguousarray(ratings, dtype=np.float64).tobytes()
+
+
+def split_batch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+                held_out: np.ndarray, layouts: tuple[Layout, Layout], test_side: int | None
+                ) -> pd.DataFrame:
+    """One batch of ratings as unsorted pieces of both copies' blocks: training ratings go
+    to both, held-out ones to the copy of ``test_side`` only."""
+    out: dict[str, list] = {name: [] for name in ("side", "block", "kind", "rows", "cols",
+                                                  "ratings")}
+    train = ~held_out
+    for side, (rows, cols) in enumerate(((users, items), (items, users))):
+        for kind, sel in ((TRAIN, train), (TEST, held_out)):
+            if kind == TEST and side != test_side:
+                continue
+            r, c, v = rows[sel], cols[sel], ratings[sel]
+            labels = layouts[side].label_of(r)
+            order = np.argsort(labels, kind="stable")
+            bounds = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+            for lo, hi in zip(bounds, np.r_[bounds[1:], len(order)]):
+                if hi <= lo:
+                    continue
+                part = order[lo:hi]
+                out["side"].append(side)
+                out["block"].append(int(labels[part[0]]))
+                out["kind"].append(kind)
+                out["rows"].append(encode_ints(r[part]))
+                out["cols"].append(encode_ints(c[part]))
+                out["ratings"].append(_values(v[part]))
+    return pd.DataFrame(out, columns=list(out))
+
+
+def _unpack_pieces(pieces: pd.DataFrame, kind: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    chosen = pieces[pieces["kind"] == kind]
+    parts = []
+    for rows, cols, ratings in zip(chosen["rows"], chosen["cols"], chosen["ratings"]):
+        v = np.frombuffer(ratings, dtype=np.float64)
+        parts.append((decode_ints(rows, len(v)), decode_ints(cols, len(v)), v))
     if not parts:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0)
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2].astype(np.float64) for p in parts]))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore
 
 
-def _pieces(rows: np.ndarray, cols: np.ndarray, ratings: np.ndarray,
-            labels: list[int], side: int = 0) -> pd.DataFrame:
-    """Split ratings into one unsorted piece per block (``row % len(labels)``)."""
-    block = rows % len(labels)
-    order = np.argsort(block, kind="stable")
-    bounds = np.searchsorted(block[order], np.arange(len(labels) + 1))
-    out = {"side": [], "block": [], "rows": [], "cols": [], "ratings": []}
-    for b in range(len(labels)):
-        sel = order[bounds[b]:bounds[b + 1]]
-        if len(sel):
-            out["side"].append(side)
-            out["block"].append(labels[b])
-            out["rows"].append(rows[sel].astype(np.int32).tobytes())
-            coded = encode_values(cols[sel], ratings[sel])  # fewer bytes to shuffle
-            out["cols"].append(coded[0])
-            out["ratings"].append(coded[1])
-    return pd.DataFrame(out, columns=["side", "block", "rows", "cols", "ratings"])
-
-
-def _pack(block: pd.DataFrame, chunk_ratings: int = CHUNK_RATINGS) -> pd.DataFrame:
-    """Merge one block's pieces, sort by (row, col, rating) and cut into chunks."""
-    rows, cols, ratings = unpack(block)
-    order = sort_order(rows, cols, ratings)
-    rows, cols, ratings = rows[order], cols[order], np.asarray(ratings[order], np.float64)
+def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_RATINGS
+               ) -> pd.DataFrame:
+    """Merge one block's pieces into its packed rows (module docstring)."""
+    block = int(pieces["block"].iloc[0])
+    rows, cols, ratings = _unpack_pieces(pieces, TRAIN)
+    keys = np.unique(rows)
+    needs_train = np.unique(cols)
+    row_pos = np.searchsorted(keys, rows)
+    col_pos = np.searchsorted(needs_train, cols)
+    order = sort_order(row_pos, col_pos, ratings)
+    rows, cols, ratings = rows[order], col_pos[order], ratings[order]
+    t_rows, t_cols, t_ratings = _unpack_pieces(pieces, TEST)
+    extra = np.setdiff1d(np.unique(t_cols), needs_train)
+    needs = np.concatenate([needs_train, extra])
     out = []
     for k, lo in enumerate(range(0, len(rows), chunk_ratings)):
         sl = slice(lo, lo + chunk_ratings)
-        out.append((int(block["block"].iloc[0]), k, len(rows[sl]),
-                    *encode(rows[sl], cols[sl], ratings[sl]), float(ratings[sl].sum()),
-                    checksum(rows[sl], cols[sl], ratings[sl])))
-    return pd.DataFrame(out, columns=["block", "chunk", "n", "rows", "cols", "ratings",
-                                      "rating_sum", "checksum"])
-
-
-def pack_blocks(pieces: DataFrame, num_blocks: int,
-                chunk_ratings: int = CHUNK_RATINGS) -> DataFrame:
-    """Pieces (:data:`_PIECE_SCHEMA`) -> persisted packed blocks, one per partition."""
-    def pack(block: pd.DataFrame) -> pd.DataFrame:
-        return _pack(block, chunk_ratings)
-
-    packed = (pieces.repartition(num_blocks, "block")
-              .groupBy("block").applyInPandas(pack, PACKED_SCHEMA)
-              # the packed chunks are moved once more so that the cached copy is *known* to
-              # Spark as partitioned by its own ``block`` column: no shuffle per half-step
-              .repartition(num_blocks, "block")
-              .persist(StorageLevel.MEMORY_AND_DISK))
-    packed.count()  # materialize once; every half-step reuses it
-    return packed
-
-
-#: Arrow batch size of the partitioning pass (rows): Spark's default of 10,000 makes many
-#: small batches, each a fixed cost, when the pass buffers about a chunk anyway.
-PARTITION_ARROW_BATCH = 1 << 17
+        out.append((block, k, TRAIN, len(rows[sl]), *encode_chunk(rows[sl], cols[sl],
+                                                                    ratings[sl]),
+                    -1, float(ratings[sl].sum()),
+                    checksum(rows[sl], needs_train[cols[sl]], ratings[sl])))
+    if len(t_rows):
+        pos = np.searchsorted(keys, t_rows)
+        known = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == t_rows)
+        t_pos = np.where(known, pos, -1)
+        in_train = np.searchsorted(needs_train, t_cols)
+        seen = ((in_train < len(needs_train))
+                & (needs_train[np.minimum(in_train, max(len(needs_train) - 1, 0))] == t_cols)
+                if len(needs_train) else np.zeros(len(t_cols), bool))
+        c_pos = np.where(seen, in_train, len(needs_train) + np.searchsorted(extra, t_cols))
+        out.append((block, 0, TEST, len(t_rows), *encode_positions(t_pos, c_pos, t_ratings),
+                    -1, float(t_ratings.sum()), 0))
+    out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
+                0.0, 0))
+    out.append((block, 0, GRAM, 0, b"", b"", b"", -1, 0.0, 0))
+    out.append((block, 0, OWN, 0, b"", b"", b"", -1, 0.0, 0))
+    targets = other.label_of(needs)
+    for label in np.unique(targets):
+        wanted = needs[targets == label]
+        out.append((block, 0, REQUEST, len(wanted), encode_keys(wanted), b"", b"",
+                    int(label), 0.0, 0))
+    return pd.DataFrame(out, columns=["block", "chunk", "kind", "n", "rows", "cols", "ratings",
+                                      "target", "rating_sum", "checksum"])
 
 
 @contextmanager
@@ -146,59 +206,36 @@ def arrow_batch_size(spark: SparkSession, chunk_ratings: int):
         spark.conf.unset(key)
 
 
-#: :func:`dense_index` looks IDs up in a direct table (one ``int32`` per value of the IDs'
-#: range) when that range is at most this, and at most 4x the number of IDs; otherwise by
-#: binary search.
-DIRECT_TABLE_MAX = 1 << 22
+def _packer(other: Layout, chunk_ratings: int):
+    """The grouped UDF packing one block (its pieces in, its rows out)."""
+
+    def pack(pieces: pd.DataFrame) -> pd.DataFrame:
+        return pack_block(pieces, other, chunk_ratings)
+
+    return pack
 
 
-def dense_index(ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
-    """The positions of ``values`` in the sorted ``ids`` (``int32``); a value that is not
-    there is an error naming it, never a wrong index."""
-    span = int(ids[-1]) - int(ids[0]) + 1 if len(ids) else 0
-    if 0 < span <= min(DIRECT_TABLE_MAX, 4 * len(ids)):
-        # dense-ish IDs (the common case): one table read per rating instead of a search
-        table = np.full(span + 1, -1, dtype=np.int32)  # the last slot: out of range
-        table[ids - ids[0]] = np.arange(len(ids), dtype=np.int32)
-        offset = values - ids[0]
-        pos = table[np.where((offset >= 0) & (offset < span), offset, span)]
-        missing = pos < 0
-        if not missing.any():
-            return pos
-    else:
-        pos = np.searchsorted(ids, values)
-        found = np.minimum(pos, len(ids) - 1)
-        missing = (ids[found] != values) if len(ids) else np.ones(len(values), bool)
-    if missing.any():
-        raise ValueError(f"{what} ID {values[missing][0].item()!r} is not in the {what} index "
-                       f"({int(missing.sum())} ratings of this batch have unknown {what} IDs)")
-    return pos.astype(np.int32)
+def requests_of(packed: DataFrame) -> DataFrame:
+    """The ``REQUEST`` rows of one side's packed blocks, re-addressed to the blocks they ask
+    (``block``: the asked block, ``target``: the asking one)."""
+    return (packed.filter(F.col("kind") == REQUEST)
+            .select(F.col("target").alias("block"), "chunk", "kind", "n", "rows", "cols",
+                    "ratings", F.col("block").alias("target"), "rating_sum", "checksum"))
 
 
-def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks: int,
-                      lookup: Broadcast | None = None,
-                      chunk_ratings: int = CHUNK_RATINGS) -> tuple[DataFrame, DataFrame]:
-    """The two persisted, packed copies of the ratings, ``(by_user, by_item)``: rows are
-    users (items), cols items (users), row ``r`` is in block ``r % num_blocks``, one block
-    per partition; schema :data:`PACKED_SCHEMA`.
-
-    ``ratings`` holds ``user_idx``, ``item_idx`` and ``rating``; or, with ``lookup`` (the
-    broadcast sorted integral user and item IDs, :func:`mfspark.indexing.id_lookup`), the
-    original ``user``, ``item`` and ``rating``, each ID mapped to its dense index in the
-    broadcast IDs (:func:`dense_index`: a direct table or a binary search; no join).  The
-    packed copies' lineage uses ``lookup``: Spark recomputes a lost cached block from it, so
-    it must outlive them (destroy it only after unpersisting both).  The ratings cross into
-    Python once, in batches of about a chunk, which are split into unsorted pieces for both
-    copies at once; everything after moves packed bytes.
-    """
+def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
+                      test_side: int | None, chunk_ratings: int = CHUNK_RATINGS,
+                      storage: StorageLevel = StorageLevel.MEMORY_AND_DISK
+                      ) -> tuple[DataFrame, DataFrame, list[dict]]:
+    """The two persisted, packed copies ``(by_user, by_item)`` of ``ratings`` (``user``,
+    ``item``: ``long`` keys; ``rating``; ``test``: held out or not), one block per
+    partition, and each copy's counts (:func:`block_stats`); held-out ratings go to the copy
+    of ``test_side`` (0: users, 1: items)."""
     spark = ratings.sparkSession
-    user_labels = block_labels(spark, num_user_blocks)
-    item_labels = (user_labels if num_item_blocks == num_user_blocks
-                   else block_labels(spark, num_item_blocks))
 
     def split(batches):
-        # Arrow batches are small (10,000 rows by default): gather about a chunk's worth
-        # before splitting, so that each piece carries many ratings however many blocks
+        # Arrow batches are small: gather about a chunk's worth before splitting, so that
+        # each piece carries many ratings however many blocks
         buffered, size = [], 0
         for pdf in batches:
             buffered.append(pdf)
@@ -211,33 +248,65 @@ def partition_ratings(ratings: DataFrame, num_user_blocks: int, num_item_blocks:
 
     def _split(frames: list[pd.DataFrame]) -> pd.DataFrame:
         pdf = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        users, items = pdf["u"].to_numpy(), pdf["i"].to_numpy()
-        if lookup is not None:
-            users = dense_index(lookup.value[0], users, "user")
-            items = dense_index(lookup.value[1], items, "item")
-        values = pdf["r"].to_numpy(dtype=np.float64)
-        return pd.concat([_pieces(users, items, values, user_labels, 0),
-                          _pieces(items, users, values, item_labels, 1)], ignore_index=True)
+        return split_batch(pdf["u"].to_numpy(np.int64), pdf["i"].to_numpy(np.int64),
+                           pdf["r"].to_numpy(np.float64), pdf["t"].to_numpy(bool), layouts,
+                           test_side)
 
-    names = ("user", "item") if lookup is not None else ("user_idx", "item_idx")
-    kind = "long" if lookup is not None else "int"
-    pieces = (ratings.select(F.col(names[0]).cast(kind).alias("u"),
-                             F.col(names[1]).cast(kind).alias("i"),
-                             F.col("rating").cast("double").alias("r"))
+    pieces = (ratings.select(F.col("user").cast("long").alias("u"),
+                             F.col("item").cast("long").alias("i"),
+                             F.col("rating").cast("double").alias("r"),
+                             F.col("test").cast("boolean").alias("t"))
               .mapInPandas(split, _PIECE_SCHEMA)
               .persist(StorageLevel.MEMORY_AND_DISK))  # split once, packed twice
-    packed = []
+    made: list[DataFrame] = []
     try:
         with arrow_batch_size(spark, chunk_ratings):
-            for side, blocks in ((0, num_user_blocks), (1, num_item_blocks)):
-                packed.append(pack_blocks(pieces.filter(F.col("side") == side).drop("side"),
-                                          blocks, chunk_ratings))
+            first = []
+            for side in (0, 1):
+                packed = (pieces.filter(F.col("side") == side).drop("side")
+                          .repartition(layouts[side].num_blocks, "block")
+                          .groupBy("block").applyInPandas(
+                              _packer(layouts[1 - side], chunk_ratings), PACKED_SCHEMA)
+                          .persist(StorageLevel.MEMORY_AND_DISK))
+                made.append(packed)
+                first.append(packed)
+            for side in (0, 1):
+                # each side's blocks get the requests of the other side's blocks, and are
+                # moved once more so that the cached copy is *known* to Spark as
+                # partitioned by its own ``block`` column: no shuffle per half-step
+                final = (first[side].filter(F.col("kind") != REQUEST)
+                         .unionByName(requests_of(first[1 - side]))
+                         .repartition(layouts[side].num_blocks, "block")
+                         .persist(storage))
+                made.append(final)
+            finals = made[2:]
+            stats = [block_stats(final) for final in finals]  # also caches them
     except BaseException:
-        for frame in packed:
+        for frame in made:
             frame.unpersist()
         raise
     finally:
-        pieces.unpersist()  # a lost cached block is recomputed from the source, not from it
-    return packed[0], packed[1]
+        pieces.unpersist()
+    for frame in made[:2]:
+        frame.unpersist()
+    return finals[0], finals[1], stats
 
 
+def block_stats(packed: DataFrame) -> dict:
+    """One side's counts in one aggregation: training ratings (``n``), their sum and
+    fingerprint, its rows (``rows``), held-out ratings (``test``)."""
+    kind = F.col("kind")
+    row = packed.agg(
+        F.sum(F.when(kind == TRAIN, F.col("n")).otherwise(0)).alias("n"),
+        F.sum(F.when(kind == TRAIN, F.col("rating_sum")).otherwise(0.0)).alias("rating_sum"),
+        F.sum(F.when(kind == TRAIN, F.col("checksum")).otherwise(0)).alias("checksum"),
+        F.sum(F.when(kind == NEEDS, F.col("target")).otherwise(0)).alias("rows"),
+        F.sum(F.when(kind == TEST, F.col("n")).otherwise(0)).alias("test")).first()
+    return {k: (row[k] if row[k] is not None else 0) for k in row.asDict()}
+
+
+def needs_of(anchor: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """A block's sorted needed keys and how many of them training ratings reference (from
+    its ``NEEDS`` row)."""
+    row = anchor.iloc[0]
+    return decode_keys(row["rows"]), int(row["n"])

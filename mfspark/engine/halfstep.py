@@ -1,84 +1,285 @@
-"""One ALS half-step on Spark: broadcast the fixed side, solve every block, write Parquet.
+"""One ALS half-step on Spark: one job that solves every block and writes its factors.
 
-A half-step broadcasts the fixed side's factors and biases (for implicit feedback also its
-Gram matrix), runs one grouped pandas UDF per block (``groupBy("block")`` on packed ratings
-already partitioned by ``block``, so no shuffle) that calls
-:func:`mfspark.core.block.solve_block`, and writes the new factors to Parquet in the layout
-of :mod:`mfspark.io.factors`.
+For the side being solved, each block (one grouped pandas UDF call, on blocks already
+partitioned by ``block``: no shuffle of the ratings) gets its packed ratings and, joined to
+its anchor rows (:mod:`mfspark.engine.route`), the fixed-side rows it references, and
+
+1. solves all its rows with :func:`mfspark.core.block.solve_block`;
+2. scores its held-out ratings (the side solved last in an iteration holds them);
+3. writes its new factors, its share of the side's Gram matrix (implicit feedback), the
+   rows the other side's blocks asked for (when that side is routed) and its terms of the
+   objective (:mod:`mfspark.io.factors`).
+
+The objective and the test error are sums over the blocks, collected by an
+``Observation`` of the same write: the driver receives scalars only, never a factor.
+The seeded start (:func:`seed`) is a job of the same shape without a fixed side.
 """
 
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark import Accumulator, AccumulatorParam
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
 
 from mfspark.core.block import solve_block
 from mfspark.core.implicit import fixed_gramian
 from mfspark.core.objective import Objective
+from mfspark.core.packing import (FACTOR_TYPES, decode_chunk, decode_factors, decode_keys,
+                                  decode_positions, encode_factors)
 from mfspark.core.solvers import SolveError
-from mfspark.core.state import Side
-from mfspark.engine.blocks import unpack
-from mfspark.io.factors import FACTOR_WRITE_OPTIONS, SOLUTION_SCHEMA, pack_solution
+from mfspark.core.state import seeded_factors
+from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, needs_of
+from mfspark.io.factors import (FACTOR_WRITE_OPTIONS, FACTORS, GRAM, ROUTED,
+                                SOLUTION_CHUNK_BYTES, SOLUTION_SCHEMA, STATS,
+                                NonFiniteFactorsError)
 
 
-class BlockMemory(AccumulatorParam):
-    """Accumulates ``(ratings, rows, peak bytes)`` of every solved block (a list)."""
+class FixedRowsMissingError(RuntimeError):
+    """A block references fixed-side rows that did not reach it (a bug, never data)."""
 
-    def zero(self, value: list) -> list:
+
+@dataclass(frozen=True)
+class Step:
+    """What one half-step (or the seeded start) of one side does, as plain data."""
+
+    side: str
+    """``user`` or ``item``: the side solved."""
+    objective: Objective
+    mu: float
+    rank: int
+    max_gather: int
+    value_bytes: int = 8
+    """Bytes per stored factor value: 8 (``float64``) or 4 (``float32``)."""
+    gram: bool = False
+    """Write the side's Gram matrix (the next half-step, implicit feedback, needs it)."""
+    route: bool = False
+    """Write the rows the other side's blocks asked for (the next half-step is routed)."""
+    clip: tuple[float, float] | None = None
+    """Clip held-out predictions to this range before their error is taken."""
+    probe: bool = False
+    """Measure each block's peak solver memory (``tracemalloc`` around
+    :func:`~mfspark.core.block.solve_block`)."""
+    seed: int = 0
+    what: str = ""
+    """Where in the run this is, for messages (``iteration 3, item step``)."""
+
+
+def _train(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's training ratings (row keys, column positions, ratings), in chunk order."""
+    chunks = pdf[pdf["kind"] == TRAIN].sort_values("chunk")
+    parts = [decode_chunk(int(n), r, c, v) for n, r, c, v in
+             zip(chunks["n"], chunks["rows"], chunks["cols"], chunks["ratings"])]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0)
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate([p[i].astype(np.float64) if i == 2 else p[i]  # type: ignore
+                                 for p in parts]) for i in range(3))
+
+
+def _blobs(pdf: pd.DataFrame, column: str) -> list[bytes]:
+    if column not in pdf:
         return []
-
-    def addInPlace(self, value1: list, value2: list) -> list:
-        return value1 + value2
+    return [b for b in pdf[column] if b is not None and not (isinstance(b, float))]
 
 
-def memory_probe(spark: SparkSession) -> Accumulator:
-    """An accumulator for :func:`half_step` to record each block's peak solver memory
-    (``tracemalloc``: every NumPy allocation, measured in the Python worker)."""
-    return spark.sparkContext.accumulator([], BlockMemory())
+def gather(blobs: list[bytes], needs: np.ndarray
+           ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """The factors and biases of the ``needs`` rows out of the factor chunks that arrived
+    (float64; zero where a row did not arrive) and which ones did."""
+    if not blobs:
+        return None, None, np.zeros(len(needs), bool)
+    parts = [decode_factors(b) for b in blobs]
+    keys = np.concatenate([p[0] for p in parts])
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    pos = np.minimum(np.searchsorted(keys, needs), len(keys) - 1)
+    found = keys[pos] == needs
+    take = order[pos]
+    bias = np.concatenate([p[1] for p in parts])[take]
+    factors = np.concatenate([p[2] for p in parts]).astype(np.float64)[take]
+    factors[~found], bias[~found] = 0.0, 0.0
+    return factors, bias, found
 
 
-def half_step(ratings_by_block: DataFrame, fixed: Side, mu: float, objective: Objective,
-              side: str, path: str, max_gather: int, probe: Accumulator | None = None,
-              previous: np.ndarray | None = None) -> None:
-    """Solve every row of ``ratings_by_block`` (packed blocks of one ``side``) given the
-    broadcast ``fixed`` side and write the solution as Parquet to ``path``.
+def _rounded(factors: np.ndarray, value_bytes: int) -> np.ndarray:
+    """The factors as they are stored (``float32`` rounding with 4 bytes per value)."""
+    return factors.astype(FACTOR_TYPES[value_bytes]).astype(np.float64)
 
-    ``max_gather`` bounds each block's gather memory; with a ``probe``
-    (:func:`memory_probe`) each block's peak solver memory is recorded.  For implicit
-    feedback the fixed side's Gram matrix is computed here, on the driver, and broadcast
-    beside it.  With ``objective.cg_steps`` the rows start from ``previous`` (the solved
-    side's current unknowns, :meth:`mfspark.core.state.Side.unknowns`), broadcast too.
-    """
-    sc = ratings_by_block.sparkSession.sparkContext
-    gram = fixed_gramian(fixed.factors, fixed.bias, objective.biases) if objective.implicit \
-        else None
-    state = sc.broadcast((fixed.factors, fixed.bias, gram,
-                          previous if objective.cg_steps else None))
 
-    def solve(block: pd.DataFrame) -> pd.DataFrame:
-        factors, bias, fixed_gram, start = state.value
-        if probe is not None:
-            tracemalloc.start()
-        sol = None
-        try:
-            rows, cols, ratings = unpack(block)
-            sol = solve_block(rows, cols, ratings, factors, bias, mu, objective, max_gather,
-                              fixed_gram=fixed_gram, previous=start)
-        except SolveError as err:
-            raise SolveError(f"{side} block {int(block['block'].iloc[0])}: {err}") from err
-        finally:
-            if probe is not None:
-                peak = tracemalloc.get_traced_memory()[1]
-                tracemalloc.stop()
-                probe.add([(int(block["n"].sum()), len(sol.rows) if sol else -1, peak)])
-        return pack_solution(int(block["block"].iloc[0]), sol)
+def emit(block: int, keys: np.ndarray, factors: np.ndarray, bias: np.ndarray, step: Step,
+         requests: pd.DataFrame, stats: dict) -> pd.DataFrame:
+    """A block's output rows (:data:`mfspark.io.factors.SOLUTION_SCHEMA`)."""
+    rows: list[tuple] = []
+    per_chunk = max(1, SOLUTION_CHUNK_BYTES // (step.value_bytes * max(step.rank, 1) + 16))
 
+    def factor_chunks(kind: int, dest: int, sel: np.ndarray) -> None:
+        for k, lo in enumerate(range(0, len(sel), per_chunk)):
+            part = sel[lo:lo + per_chunk]
+            rows.append((block, k, kind, dest, encode_factors(keys[part], bias[part],
+                                                               factors[part], step.value_bytes),
+                         0.0, 0.0, 0.0, 0.0, 0, None, 0, 0, 0))
+
+    factor_chunks(FACTORS, -1, np.arange(len(keys)))
+    if step.gram:
+        gram = fixed_gramian(_rounded(factors, step.value_bytes), bias, step.objective.biases)
+        rows.append((block, 0, GRAM, -1, np.ascontiguousarray(gram).tobytes(), 0.0, 0.0, 0.0,
+                     0.0, 0, None, 0, 0, 0))
+    if step.route and len(keys):
+        for target, wanted in zip(requests["target"], requests["rows"]):
+            wanted = decode_keys(wanted)
+            pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+            factor_chunks(ROUTED, int(target), pos[keys[pos] == wanted])
+    rows.append((block, 0, STATS, -1, None, stats.get("sse", 0.0), stats.get("penalty", 0.0),
+                 stats.get("test_sse", 0.0), stats.get("test_sae", 0.0),
+                 stats.get("test_n", 0), stats.get("error"), stats.get("peak", 0),
+                 stats.get("ratings", 0), len(keys)))
+    return pd.DataFrame(rows, columns=[f.split()[0] for f in SOLUTION_SCHEMA.split(", ")])
+
+
+def held_out_error(pdf: pd.DataFrame, factors: np.ndarray, bias: np.ndarray,
+                   fixed: np.ndarray | None, fixed_bias: np.ndarray | None,
+                   known: np.ndarray, step: Step) -> dict:
+    """Squared and absolute errors of the block's held-out ratings: ``mu + b + c + u . v``
+    where both sides are known, falling back to what is known (docs/model.md)."""
+    tests = pdf[pdf["kind"] == TEST]
+    if not len(tests):
+        return {}
+    out = {"test_sse": 0.0, "test_sae": 0.0, "test_n": 0}
+    for n, r, c, v in zip(tests["n"], tests["rows"], tests["cols"], tests["ratings"]):
+        rows, cols, ratings = decode_positions(int(n), r, c, v)
+        has_row = rows >= 0
+        has_col = (cols >= 0) & known[np.maximum(cols, 0)] if len(known) else cols < -1
+        ri, ci = np.maximum(rows, 0), np.maximum(cols, 0)
+        pred = np.full(len(rows), step.mu)
+        if len(bias):
+            pred += np.where(has_row, bias[ri], 0.0)
+        if fixed is not None:
+            pred += np.where(has_col, fixed_bias[ci], 0.0)
+            both = has_row & has_col
+            if both.any() and len(factors):
+                pred[both] += np.einsum("nk,nk->n", factors[ri[both]], fixed[ci[both]])
+        if step.clip is not None:
+            pred = np.clip(pred, *step.clip)
+        err = np.asarray(ratings, dtype=np.float64) - pred
+        out["test_sse"] += float(err @ err)
+        out["test_sae"] += float(np.abs(err).sum())
+        out["test_n"] += len(err)
+    return out
+
+
+def _own(pdf: pd.DataFrame, keys: np.ndarray, k1: int, biases: bool) -> np.ndarray | None:
+    """The block's previous unknowns (factors, then the bias with biases), aligned with
+    ``keys``; None when none arrived."""
+    factors, bias, found = gather(_blobs(pdf, "own"), keys)
+    if factors is None:
+        return None
+    return np.column_stack([factors, bias]) if biases and k1 > factors.shape[1] else factors
+
+
+def solve_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
+    """The grouped UDF of a half-step: one block in, its output rows out."""
+    block = int(pdf["block"].iloc[0])
+    requests = pdf[pdf["kind"] == REQUEST]
+    stats: dict = {}
+    keys, factors, bias = np.zeros(0, np.int64), np.zeros((0, step.rank)), np.zeros(0)
     try:
-        (ratings_by_block.groupBy("block").applyInPandas(solve, SOLUTION_SCHEMA)
-         .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
-    finally:
-        state.destroy()
+        rows, cols, ratings = _train(pdf)
+        stats["ratings"] = len(rows)
+        needs, n_train = needs_of(pdf[pdf["kind"] == NEEDS])
+        fixed, fixed_bias, known = gather(_blobs(pdf, "fixed"), needs)
+        if not known[:n_train].all():
+            missing = needs[:n_train][~known[:n_train]]
+            raise FixedRowsMissingError(
+                f"{step.what}: {step.side} block {block} did not receive the fixed rows of "
+                f"{len(missing)} keys it references (first: {missing[:5].tolist()})")
+        grams = [np.frombuffer(b, dtype=np.float64) for b in _blobs(pdf, "gram")]
+        gram = None
+        if step.objective.implicit:
+            k2 = step.rank + (2 if step.objective.biases else 0)
+            gram = np.sum(grams, axis=0).reshape(k2, k2) if grams else np.zeros((k2, k2))
+        if len(rows):
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            keys = rows[starts]
+            position = np.repeat(np.arange(len(keys)), np.diff(np.r_[starts, len(rows)]))
+            k1 = step.rank + int(step.objective.biases)
+            previous = (_own(pdf, keys, k1, step.objective.biases)
+                        if step.objective.cg_steps else None)
+            if step.probe:  # the solver's own allocations (its memory bound's subject)
+                tracemalloc.start()
+            try:
+                sol = solve_block(position, cols, ratings, fixed[:n_train],
+                                  fixed_bias[:n_train], step.mu, step.objective,
+                                  step.max_gather, fixed_gram=gram, previous=previous)
+            finally:
+                if step.probe:
+                    stats["peak"] = tracemalloc.get_traced_memory()[1]
+                    tracemalloc.stop()
+            factors, bias = sol.factors, sol.bias
+            stats["sse"], stats["penalty"] = float(sol.sse.sum()), float(sol.penalty.sum())
+            if not (np.isfinite(factors).all() and np.isfinite(bias).all()
+                    and np.isfinite(stats["sse"])):
+                raise NonFiniteFactorsError(
+                    f"{step.what}: NaN or infinite values in {step.side} block {block}; lower "
+                    "the rank or raise the regularization")
+        stats.update(held_out_error(pdf, factors, bias, fixed, fixed_bias, known, step))
+    except (SolveError, NonFiniteFactorsError) as err:
+        stats["error"] = f"{type(err).__name__}: {step.what}: {step.side} block {block}: {err}"
+    return emit(block, keys, factors, bias, step, requests, stats)
+
+
+def seed_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
+    """The grouped UDF of the seeded start: each row starts from the factors joined to its
+    block's ``OWN`` row when given, else from :func:`mfspark.core.state.seeded_factors` of
+    its key (``|.|`` for nonnegative factors), with a zero bias; its penalty is recorded."""
+    block = int(pdf["block"].iloc[0])
+    rows, _, ratings = _train(pdf)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
+    keys = rows[starts]
+    factors = seeded_factors(keys, step.rank, step.seed)
+    if step.objective.nonnegative:
+        factors = np.abs(factors)
+    bias = np.zeros(len(keys))
+    given, given_bias, found = gather(_blobs(pdf, "own"), keys)
+    if given is not None:
+        factors[found], bias[found] = given[found], given_bias[found]
+    counts = np.diff(np.r_[starts, len(rows)])
+    if step.objective.implicit:  # lambda scales with the values > 0 (MLlib's numExplicits)
+        counts = np.add.reduceat((ratings > 0).astype(np.int64), starts) if len(starts) \
+            else counts
+    stored = _rounded(factors, step.value_bytes)
+    penalty = float(step.objective.penalty(stored, bias, counts).sum())
+    return emit(block, keys, stored, bias, step, pdf[pdf["kind"] == REQUEST],
+                {"penalty": penalty, "ratings": len(rows)})
+
+
+def _metrics() -> tuple:
+    """What the driver collects from every half-step's write: sums over the blocks."""
+    return (F.sum("sse").alias("sse"), F.sum("penalty").alias("penalty"),
+            F.sum("test_sse").alias("test_sse"), F.sum("test_sae").alias("test_sae"),
+            F.sum("test_n").alias("test_n"), F.max("error").alias("error"),
+            F.max("peak").alias("peak"), F.sum("rows").alias("rows"))
+
+
+def run(frame: DataFrame, step: Step, path: str, group=solve_group) -> dict:
+    """Run ``group`` over every block of ``frame`` (packed blocks with their joins), write
+    the result to ``path`` and return the observed sums; a block's failure (a singular
+    system, non-finite factors) is raised here, on the driver, with its message."""
+
+    def udf(pdf: pd.DataFrame) -> pd.DataFrame:
+        return group(pdf, step)
+
+    observation = Observation()
+    (frame.groupBy("block").applyInPandas(udf, SOLUTION_SCHEMA)
+     .observe(observation, *_metrics())
+     .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
+    got = dict(observation.get)
+    error = got.get("error")
+    if error:
+        kind, _, message = error.partition(": ")
+        raise (NonFiniteFactorsError if kind == "NonFiniteFactorsError" else SolveError)(message)
+    return {k: (v if v is not None else 0) for k, v in got.items()}

@@ -6,64 +6,148 @@
     items = half_step(ratings_by_item, users)   # solve every (v_j, c_j) given (U, b)
 
 Implicit feedback runs the two half-steps the other way round, as MLlib's ``ALS.train``
-does (:attr:`mfspark.config.ALSParams.order`).  Each half-step's factors are written under
-``work_dir`` (``iter-NNNN/user``, ``iter-NNNN/item``; the seeded start is
-``iter-0000/item``, or ``iter-0000/user`` for implicit feedback) and read back for the next
-broadcast, so every half-iteration's state is on disk and no Spark lineage grows with the
-iteration count.  The objective J of MODEL.md is recorded after both half-steps of every
-iteration from the data terms and penalties the solver returns, without another pass over
-the ratings.
+does (:attr:`mfspark.config.ALSParams.order`).  Every half-step is one Spark job
+(:mod:`mfspark.engine.halfstep`) that reads the fixed side's factors from the work directory
+(``iter-NNNN/user``, ``iter-NNNN/item``; the seeded start is ``iter-0000/<seeded side>``)
+and writes the solved side's; no Spark lineage grows with the iteration count.  The
+objective J of docs/model.md, the train RMSE and the test error are sums the same job observes:
+the driver holds scalars only (counts, mu, the penalties, the history), never a factor.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
-from pyspark import Accumulator
-from pyspark.broadcast import Broadcast
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 
 from mfspark.config import ALSParams
 from mfspark.core.normal import gather_limit
-from mfspark.core.packing import decode
-from mfspark.core.state import FitResult, Side, init_factors
-from mfspark.engine.blocks import partition_ratings
-from mfspark.engine.halfstep import half_step
-from mfspark.engine.score import rmse
+from mfspark.engine.blocks import Layout, block_labels, partition_ratings
+from mfspark.engine.halfstep import Step, run, seed_group
+from mfspark.engine.route import own_chunks, with_fixed, with_own
 from mfspark.io.checkpoints import iteration_dir, write_entry
-from mfspark.io.factors import read_side, write_side
+from mfspark.io.factors import factor_rows
+from mfspark.io.fs import is_connect
 
 log = logging.getLogger("mfspark")
+SIDES = ("user", "item")
 
 
 @dataclass
 class PartitionedRatings:
-    """The two persisted, block-partitioned copies of the training ratings."""
+    """The two persisted, block-partitioned copies of the training ratings (and of the
+    held-out ones, in the copy of the side solved last) and their counts."""
 
     by_user: DataFrame
     by_item: DataFrame
-    mu: float
+    layouts: dict[str, Layout]
     count: int
-    user_counts: np.ndarray
-    item_counts: np.ndarray
-    checksum: int = 0
-    """Order-free checksum of the (user_idx, item_idx, rating) triples (run fingerprint)."""
-    lookup: Broadcast | None = None
-    """The broadcast IDs the copies were indexed with: their lineage, kept until unpersist."""
+    """Training ratings."""
+    mu: float
+    """Their mean."""
+    checksum: int
+    """Order-free checksum of the (user, item, rating) triples (the run's fingerprint)."""
+    num_users: int
+    num_items: int
+    num_test: int = 0
+    """Held-out ratings, scored after every iteration."""
+
+    def copy(self, side: str) -> DataFrame:
+        return self.by_user if side == "user" else self.by_item
+
+    def size(self, side: str) -> int:
+        return self.num_users if side == "user" else self.num_items
 
     def unpersist(self) -> None:
         self.by_user.unpersist()
         self.by_item.unpersist()
-        if self.lookup is not None:
-            self.lookup.destroy()
-            self.lookup = None
+
+
+@dataclass
+class Fit:
+    """A fit's state on the driver: scalars and where its factors are."""
+
+    mu: float
+    work_dir: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    penalty: dict[str, float] = field(default_factory=dict)
+    """Each side's penalty term of J, from its last half-step."""
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+    def path(self, side: str) -> str:
+        """Where ``side``'s current factors are."""
+        return f"{iteration_dir(self.work_dir, self.iterations)}/{side}"
+
+    def factors(self, spark: SparkSession, side: str) -> DataFrame:
+        """``side``'s current factors, one row per key (``key``, ``bias``, ``features``)."""
+        return factor_rows(spark, self.path(side))
+
+
+def parallelism(spark: SparkSession) -> int:
+    """The cores the session computes on: Spark's default parallelism (on Spark Connect,
+    ``spark.default.parallelism``, or the cores of a ``local[N]`` master)."""
+    if is_connect(spark):
+        given = spark.conf.get("spark.default.parallelism", None)
+        if given:
+            return int(given)
+        master = spark.conf.get("spark.master", "local[*]")
+        if master.startswith("local"):
+            cores = master.partition("[")[2].rstrip("]").split(",")[0]
+            return (os.cpu_count() or 1) if cores in ("", "*") else int(cores)
+        return int(spark.conf.get("spark.sql.shuffle.partitions", "2")) // 2 or 1
+    return spark.sparkContext.defaultParallelism
+
+
+def default_blocks(spark: SparkSession) -> int:
+    """Twice the cluster's parallelism: every core busy, groups of moderate size."""
+    return max(2, 2 * parallelism(spark))
+
+
+def partition(ratings: DataFrame, params: ALSParams, held_out: bool = False,
+              storage: StorageLevel = StorageLevel.MEMORY_AND_DISK) -> PartitionedRatings:
+    """Persist ``ratings`` (``user``, ``item``: ``long`` keys, ``rating``, and with
+    ``held_out`` a boolean ``test``) partitioned by user block and by item block, and count
+    them; ``ratings`` is read once."""
+    spark = ratings.sparkSession
+    blocks = {"user": params.num_user_blocks or default_blocks(spark),
+              "item": params.num_item_blocks or default_blocks(spark)}
+    layouts = {s: Layout(blocks[s], tuple(block_labels(spark, blocks[s]))) for s in SIDES}
+    if not held_out:
+        from pyspark.sql import functions as F
+        ratings = ratings.withColumn("test", F.lit(False))
+    # held-out ratings are scored after the second half-step, in the blocks of its side
+    test_side = SIDES.index(params.order[1]) if held_out else None
+    by_user, by_item, stats = partition_ratings(ratings, (layouts["user"], layouts["item"]),
+                                                test_side, storage=storage)
+    users, items = stats
+    if not users["n"]:
+        by_user.unpersist()
+        by_item.unpersist()
+        raise ValueError("no training ratings: nothing to fit")
+    return PartitionedRatings(by_user, by_item, layouts, count=int(users["n"]),
+                              mu=float(users["rating_sum"]) / users["n"],
+                              checksum=int(users["checksum"]), num_users=int(users["rows"]),
+                              num_items=int(items["rows"]),
+                              num_test=int(users["test"] + items["test"]))
+
+
+def routed(ratings: PartitionedRatings, params: ALSParams) -> dict[str, bool]:
+    """For each side, whether its half-steps receive only the fixed rows each block
+    references (the fixed side is larger than ``params.broadcast_mb``) instead of the whole
+    fixed side."""
+    budget = params.broadcast_mb << 20
+    other = {"user": "item", "item": "user"}
+    return {s: ratings.size(other[s]) * (params.rank + 1) * params.factor_bytes > budget
+            for s in SIDES}
 
 
 def log_iteration(entry: dict[str, float]) -> None:
@@ -73,147 +157,110 @@ def log_iteration(entry: dict[str, float]) -> None:
              entry["objective"], entry["train_rmse"], test, entry["seconds"])
 
 
-def default_blocks(indexed: DataFrame) -> int:
-    """Twice the cluster's parallelism: every core busy, groups of moderate size."""
-    return max(2, 2 * indexed.sparkSession.sparkContext.defaultParallelism)
-
-
-def partition(indexed: DataFrame, user_counts: np.ndarray, item_counts: np.ndarray,
-              params: ALSParams, lookup: tuple[np.ndarray, np.ndarray] | None = None
-              ) -> PartitionedRatings:
-    """Persist the ratings (``user_idx``, ``item_idx``, ``rating``; with ``lookup``, the
-    original integral ``user``, ``item`` and ``rating``: see
-    :func:`mfspark.engine.blocks.partition_ratings`) partitioned by user block and by item
-    block, and compute ``mu``.
-
-    ``indexed`` is evaluated once: both packed copies come from one pass, and ``mu`` from
-    the chunks' sums.
-    """
-    ids = indexed.sparkSession.sparkContext.broadcast(lookup) if lookup is not None else None
-    try:
-        by_user, by_item = partition_ratings(
-            indexed, params.num_user_blocks or default_blocks(indexed),
-            params.num_item_blocks or default_blocks(indexed), ids)
-    except BaseException:
-        if ids is not None:
-            ids.destroy()
-        raise
-    parts = PartitionedRatings(by_user=by_user, by_item=by_item, mu=math.nan, count=0,
-                               user_counts=user_counts, item_counts=item_counts, lookup=ids)
-    row = by_user.agg((F.sum("rating_sum") / F.sum("n")).alias("mu"), F.sum("n").alias("n"),
-                      F.sum("checksum").alias("checksum")).first()
-    if not row["n"]:
-        parts.unpersist()
-        raise ValueError("no training ratings: nothing to fit")
-    parts.mu, parts.count, parts.checksum = float(row["mu"]), int(row["n"]), int(row["checksum"])
-    return parts
-
-
-def positive_counts(ratings_by_block: DataFrame, n: int) -> np.ndarray:
-    """Each row's number of values > 0 (MLlib's ``numExplicits``: what scales the implicit
-    model's regularization), as a dense array of ``n``, counted chunk by chunk on the packed
-    blocks (a row's ratings may span chunks: the partial counts are summed)."""
-
-    def count(batches):
-        for chunks in batches:
-            for packed in zip(chunks["n"], chunks["rows"], chunks["cols"], chunks["ratings"]):
-                rows, _, values = decode(int(packed[0]), *packed[1:])
-                found, times = np.unique(rows[values > 0], return_counts=True)
-                yield pd.DataFrame({"row": found.astype(np.int32), "count": times})
-
-    table = (ratings_by_block.select("n", "rows", "cols", "ratings")
-             .mapInPandas(count, "row int, count long")
-             .groupBy("row").agg(F.sum("count").alias("count")).toArrow())
-    counts = np.zeros(n, dtype=np.int64)
-    counts[table.column("row").to_numpy()] = table.column("count").to_numpy()
-    return counts
-
-
-def _seed(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
-          initial: np.ndarray | None) -> FitResult:
-    """Write the seeded side's starting factors (``iter-0000/<seeded>``; zero biases) and
-    its penalty; the other side starts at zero."""
-    first, seeded = params.order
-    by = {"user": ratings.by_user, "item": ratings.by_item}
-    counts = {"user": ratings.user_counts, "item": ratings.item_counts}
-    start = initial if initial is not None else init_factors(len(counts[seeded]),
-                                                              params.rank, params.seed)
-    if params.nonnegative and initial is None:  # start feasible, as MLlib does
-        start = np.abs(start)
-    side = Side(np.array(start, dtype=np.float64), np.zeros(len(counts[seeded])),
-                counts[seeded])
-    reg_counts = (positive_counts(by[seeded], len(counts[seeded])) if params.implicit_prefs
-                  else counts[seeded])
-    penalty = params.objective().penalty(side.factors, side.bias, reg_counts)
-    write_side(by[seeded].sparkSession, f"{iteration_dir(work_dir, 0)}/{seeded}", side,
-               penalty)
-    sides = {first: Side.zeros(counts[first], params.rank), seeded: side}
-    return FitResult(mu=ratings.mu if params.has_mean else 0.0, users=sides["user"],
-                     items=sides["item"], penalty={first: 0.0, seeded: float(penalty.sum())})
-
-
 def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
-        test: DataFrame | None = None, initial: np.ndarray | None = None,
         on_iteration: Callable[[dict[str, float]], None] | None = None,
-        resume: FitResult | None = None, probe: Accumulator | None = None) -> FitResult:
+        resume: Fit | None = None, initial: dict[str, DataFrame] | None = None,
+        clip: tuple[float, float] | None = None, probe: bool = False) -> Fit:
     """Run ALS iterations up to ``params.iterations``.
 
     Parameters
     ----------
     ratings : PartitionedRatings
-        From :func:`partition`.
+        From :func:`partition`; its held-out ratings get a test RMSE (and MAE) per
+        iteration.
     work_dir : str
         Where each half-step's Parquet and each iteration's history entry go
         (:mod:`mfspark.io.checkpoints`).
-    test : DataFrame, optional
-        Held-out ratings (``user_idx``, ``item_idx`` nullable, ``rating``) for a test RMSE
-        per iteration.
-    initial : ndarray, optional
-        Starting factors of the seeded side (:attr:`mfspark.config.ALSParams.order`: the
-        items for explicit ratings, the users for implicit feedback); by default
-        :func:`mfspark.core.state.init_factors` with the seed.
     on_iteration : callable, optional
         Called with each history entry as soon as the iteration ends.
-    resume : FitResult, optional
-        The state after ``len(resume.history)`` completed iterations (read back from
-        ``work_dir`` by :func:`mfspark.engine.resume.resume_point`, or returned by an earlier
-        call): the loop continues from there.
-    probe : Accumulator, optional
-        Records each block's peak solver memory (:func:`mfspark.engine.halfstep.memory_probe`).
+    resume : Fit, optional
+        The state after ``resume.iterations`` complete iterations (read back by
+        :func:`mfspark.engine.resume.resume_point`, or returned by an earlier call).
+    initial : dict, optional
+        Factors to start from, per side (``key``, ``bias``, ``features``): the seeded side
+        (:attr:`mfspark.config.ALSParams.order`) starts from them where given, from
+        :func:`mfspark.core.state.seeded_factors` elsewhere.
+    clip : tuple, optional
+        Clip held-out predictions to ``(min, max)`` before their error is taken.
+    probe : bool
+        Record each block's peak solver memory in the ``STATS`` rows of the factor files.
     """
     spark = ratings.by_user.sparkSession
-    objective = params.objective()
-    max_gather = gather_limit(params.block_memory_mb, params.rank)
-    by = {"user": ratings.by_user, "item": ratings.by_item}
-    counts = {"user": ratings.user_counts, "item": ratings.item_counts}
     first, seeded = params.order
-    state = resume if resume is not None else _seed(ratings, params, work_dir, initial)
-    result = FitResult(mu=state.mu, users=state.users, items=state.items,
-                       history=list(state.history), penalty=dict(state.penalty))
-    for it in range(len(result.history) + 1, params.iterations + 1):
+    route = routed(ratings, params)
+    common = dict(objective=params.objective(), rank=params.rank,
+                  max_gather=gather_limit(params.block_memory_mb, params.rank),
+                  value_bytes=params.factor_bytes, gram=params.implicit_prefs, clip=clip,
+                  probe=probe, seed=params.seed)
+    state = resume
+    if state is None:
+        state = Fit(mu=ratings.mu if params.has_mean else 0.0, work_dir=work_dir)
+        frame = ratings.copy(seeded)
+        if initial and initial.get(seeded) is not None:
+            frame = with_own(frame, own_factor_chunks(initial[seeded], ratings.layouts[seeded],
+                                                      params.rank), ratings.layouts[seeded]
+                             .num_blocks)
+        got = run(frame, Step(seeded, mu=state.mu, route=route[first], what="seeded start",
+                              **common), f"{iteration_dir(work_dir, 0)}/{seeded}",
+                  group=seed_group)
+        state.penalty = {first: 0.0, seeded: got["penalty"]}
+    result = Fit(state.mu, work_dir, list(state.history), dict(state.penalty))
+    for it in range(result.iterations + 1, params.iterations + 1):
         began = time.perf_counter()
         path = iteration_dir(work_dir, it)
-        sides = {"user": result.users, "item": result.items}
         after = []
         for side, fixed in ((first, seeded), (seeded, first)):
-            previous = sides[side].unknowns(objective.biases) if objective.cg_steps else None
-            half_step(by[side], sides[fixed], result.mu, objective, side, f"{path}/{side}",
-                      max_gather, probe, previous)
-            sides[side], terms = read_side(spark, f"{path}/{side}", counts[side], params.rank,
-                                           what=f"iteration {it}, {side} step")
-            result.penalty[side] = terms.penalty
-            after.append(terms.sse + terms.penalty + result.penalty[fixed])
-        result.users, result.items = sides["user"], sides["item"]
+            fixed_path = f"{iteration_dir(work_dir, it - (side == first))}/{fixed}"
+            frame = with_fixed(ratings.copy(side), fixed_path, route[side],
+                               ratings.layouts[side].num_blocks, gram=params.implicit_prefs)
+            if params.cg_steps and (it > 1 or side == seeded):
+                # conjugate gradient from the side's last factors (the first side has none
+                # before its first solve: it starts at zero)
+                frame = with_own(frame, own_chunks(frame, f"{iteration_dir(work_dir, it - 1)}"
+                                                          f"/{side}"),
+                                 ratings.layouts[side].num_blocks)
+            got = run(frame, Step(side, mu=result.mu, route=route[fixed],
+                                  what=f"iteration {it}, {side} step", **common),
+                      f"{path}/{side}")
+            result.penalty[side] = got["penalty"]
+            after.append(got["sse"] + got["penalty"] + result.penalty[fixed])
         entry = {"iteration": it, f"objective_after_{first}_step": after[0],
                  "objective": after[1],
                  # implicit feedback: sse is a weighted loss over all pairs, not an RMSE
                  "train_rmse": (math.nan if params.implicit_prefs
-                                else math.sqrt(terms.sse / ratings.count))}
-        if test is not None and not params.implicit_prefs:
-            entry["test_rmse"] = rmse(test, result.users, result.items, result.mu)
+                                else math.sqrt(got["sse"] / ratings.count))}
+        if got["test_n"] and not params.implicit_prefs:
+            entry["test_rmse"] = math.sqrt(got["test_sse"] / got["test_n"])
+            entry["test_mae"] = got["test_sae"] / got["test_n"]
         entry["seconds"] = time.perf_counter() - began
         write_entry(spark, work_dir, it, entry)
         result.history.append(entry)
         if on_iteration is not None:
             on_iteration(entry)
     return result
+
+
+def own_factor_chunks(factors: DataFrame, layout: Layout, rank: int) -> DataFrame:
+    """Factor rows (``key``, ``features``, optional ``bias``) as blobs addressed to the
+    blocks of their keys (``_block``, ``blob``), for a side's ``OWN`` rows."""
+    import numpy as np
+    import pandas as pd
+
+    from mfspark.core.packing import encode_factors
+
+    has_bias = "bias" in factors.columns
+
+    def encode(batches):
+        for pdf in batches:
+            keys = pdf["key"].to_numpy(np.int64)
+            feats = (np.stack(pdf["features"].to_numpy()) if len(pdf)
+                     else np.zeros((0, rank)))
+            bias = pdf["bias"].to_numpy(np.float64) if has_bias else np.zeros(len(keys))
+            labels = layout.label_of(keys)
+            for label in np.unique(labels):
+                sel = labels == label
+                yield pd.DataFrame({"_block": [int(label)],
+                                    "blob": [encode_factors(keys[sel], bias[sel], feats[sel])]})
+
+    columns = ["key", "features"] + (["bias"] if has_bias else [])
+    return factors.select(*columns).mapInPandas(encode, "_block int, blob binary")

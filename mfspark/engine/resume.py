@@ -16,10 +16,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from mfspark.config import ALSParams, JobConfig, settings_record
-from mfspark.core.state import FitResult, Side
-from mfspark.engine.loop import PartitionedRatings
+from mfspark.engine.loop import Fit, PartitionedRatings
 from mfspark.io import checkpoints, fs
-from mfspark.io.factors import read_side
+from mfspark.io.factors import read_terms
 
 log = logging.getLogger("mfspark")
 
@@ -38,8 +37,9 @@ def run_record(config: JobConfig, ratings: PartitionedRatings,
             # Spark merges partial sums in, and would refuse a genuine resume
             "fingerprint": {"counts": counts, "num_train": ratings.count,
                             "checksum": ratings.checksum,
-                            "num_users": len(ratings.user_counts),
-                            "num_items": len(ratings.item_counts)}}
+                            "num_users": ratings.num_users,
+                            "num_items": ratings.num_items,
+                            "num_test": ratings.num_test}}
 
 
 def _differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
@@ -56,7 +56,7 @@ def start(spark: SparkSession, work_dir: str, record: dict[str, Any]) -> None:
 
 
 def resume_point(spark: SparkSession, work_dir: str, record: dict[str, Any],
-                 ratings: PartitionedRatings, params: ALSParams) -> FitResult | None:
+                 ratings: PartitionedRatings, params: ALSParams) -> Fit | None:
     """The state to continue from, or None when nothing usable is stored (then the run
     starts afresh).  Raises :class:`ResumeError` if the stored run is a different one."""
     stored = checkpoints.read_run(spark, work_dir)
@@ -75,15 +75,10 @@ def resume_point(spark: SparkSession, work_dir: str, record: dict[str, Any],
         log.warning("no complete iteration in %s: starting afresh", work_dir)
         return None
     where = checkpoints.iteration_dir(work_dir, last)
-    counts = {"user": ratings.user_counts, "item": ratings.item_counts}
-    sides = {first: Side.zeros(counts[first], params.rank)}
     penalty = {first: 0.0}
     for side in (seeded, first) if last > 0 else (seeded,):
-        sides[side], terms = read_side(spark, f"{where}/{side}", counts[side], params.rank,
-                                       what=f"iteration {last}, {side} step")
-        penalty[side] = terms.penalty
-    state = FitResult(mu=ratings.mu if params.has_mean else 0.0, users=sides["user"],
-                      items=sides["item"], history=checkpoints.read_history(spark, work_dir, last),
-                      penalty=penalty)
+        penalty[side] = read_terms(spark, f"{where}/{side}").penalty
+    state = Fit(mu=ratings.mu if params.has_mean else 0.0, work_dir=work_dir,
+                history=checkpoints.read_history(spark, work_dir, last), penalty=penalty)
     log.info("resuming after iteration %d of %d from %s", last, params.iterations, work_dir)
     return state

@@ -21,13 +21,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from mfspark.config import ALSParams, InputSpec
-from mfspark.core.local import fit_in_memory
-from mfspark.data.indexing import build_index, with_indices
+from mfspark.core.local import fit_in_memory, predict
 from mfspark.data.prepare import prepare
 from mfspark.data.split import random_split
 from mfspark.data.validate import typed_ratings
 from mfspark.engine.loop import fit
-from mfspark.engine.score import rmse
 from mfspark.io.ratings import read_ratings
 
 
@@ -42,10 +40,15 @@ class Split:
 
 
 def load_split(spark: SparkSession, path: str, test_fraction: float, seed: int) -> Split:
+    """The ratings at ``path`` split by :func:`mfspark.data.split.random_split`; the test
+    part keeps only ratings whose user and item are in the training part, the rows every
+    system can score (MLlib cannot score the others)."""
     ratings, _ = typed_ratings(read_ratings(spark, InputSpec(path=path)), path)
     train, test = random_split(ratings.select("user", "item", "rating"), test_fraction, seed)
     train = train.persist(StorageLevel.MEMORY_AND_DISK)
-    test = test.persist(StorageLevel.MEMORY_AND_DISK)
+    test = (test.join(train.select("user").distinct(), "user", "left_semi")
+            .join(train.select("item").distinct(), "item", "left_semi")
+            .select("user", "item", "rating").persist(StorageLevel.MEMORY_AND_DISK))
     return Split(train, test, train.count(), test.count())
 
 
@@ -99,19 +102,18 @@ def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]
     spark = data.train.sparkSession
     jvm_peak_heap_mb(spark, reset=True)
     began = time.perf_counter()
-    prepared = prepare(data.train, params, data.test, known_test_only=True)
+    prepared = prepare(data.train, params, None if params.implicit_prefs else data.test)
     fitted = fit(prepared.ratings, params, work_dir)
     seconds = time.perf_counter() - began
     # implicit feedback predicts preferences, not ratings: no RMSE (benchmarks/implicit.py
     # compares ranking metrics)
-    error = (math.nan if params.implicit_prefs
-             else rmse(prepared.test, fitted.users, fitted.items, fitted.mu))
+    error = fitted.history[-1].get("test_rmse", math.nan)
     prepared.unpersist()
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
             "test_rmse": error, "train_rmse": fitted.history[-1]["train_rmse"],
             "objective": fitted.history[-1]["objective"],
-            "jvm_peak_heap_mb": jvm_peak_heap_mb(spark), "num_users": len(prepared.users),
-            "num_items": len(prepared.items)}
+            "jvm_peak_heap_mb": jvm_peak_heap_mb(spark),
+            "num_users": prepared.ratings.num_users, "num_items": prepared.ratings.num_items}
 
 
 def run_mllib(data: Split, params: ALSParams) -> dict[str, Any]:
@@ -140,20 +142,22 @@ def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
         raise ValueError("the in-process NumPy floor (system 'numpy') covers the default "
                          "model only: drop it from --systems with --implicit-prefs, "
                          "--nonnegative or --no-biases")
-    spark = data.train.sparkSession
-    users, items = build_index(spark, data.train, "user"), build_index(spark, data.train, "item")
-    table = (with_indices(data.train, users, items)
-             .select("user_idx", "item_idx", "rating").toArrow())
-    u, i = table.column("user_idx").to_numpy(), table.column("item_idx").to_numpy()
-    r = table.column("rating").to_numpy()
+    train = data.train.select("user", "item", "rating").toArrow()
+    test = data.test.select("user", "item", "rating").toArrow()
+    uids = np.unique(train.column("user").to_numpy())
+    iids = np.unique(train.column("item").to_numpy())
+    u = np.searchsorted(uids, train.column("user").to_numpy())
+    i = np.searchsorted(iids, train.column("item").to_numpy())
     began = time.perf_counter()
-    fitted = fit_in_memory(u, i, r, len(users), len(items), params.objective(), params.rank,
-                           params.iterations, params.seed)
+    fitted = fit_in_memory(u, i, train.column("rating").to_numpy(), len(uids), len(iids),
+                           params.objective(), params.rank, params.iterations, params.seed)
     seconds = time.perf_counter() - began
-    known = with_indices(data.test, users, items, how="inner")
+    pred = predict(np.searchsorted(uids, test.column("user").to_numpy()),
+                   np.searchsorted(iids, test.column("item").to_numpy()), fitted.users,
+                   fitted.items, fitted.mu)
+    error = float(np.sqrt(np.mean((test.column("rating").to_numpy() - pred) ** 2)))
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
-            "test_rmse": rmse(known, fitted.users, fitted.items, fitted.mu),
-            "python_peak_rss_mb": python_peak_rss_mb()}
+            "test_rmse": error, "python_peak_rss_mb": python_peak_rss_mb()}
 
 
 def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -> list[dict]:
@@ -249,7 +253,7 @@ def warm_up(data: Split, params: ALSParams, work_dir: str, systems: list[str],
 
 
 def environment(spark: SparkSession) -> dict[str, Any]:
-    return {"master": spark.sparkContext.master, "cores": os.cpu_count(),
+    return {"master": spark.conf.get("spark.master"), "cores": os.cpu_count(),
             "mllib_blas": mllib_blas(spark),
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"),
             "numpy_gflops": blas_gflops()}

@@ -12,9 +12,9 @@ The work is arranged so that nothing is computed twice:
   many iterations; its larger iteration counts are then not evaluated on that fold, and such
   candidates are reported as ``stopped early`` and never chosen as best.
 
-Validation ratings are scored against the factors of every iteration (RMSE and MAE; ranking
-metrics only at the requested counts, when asked), on the driver when the fold's test part
-is small enough (:data:`LOCAL_SCORING_ROWS`), else where the ratings are.
+Validation ratings are scored after every iteration inside the fit's own half-steps (RMSE
+and MAE, predictions clipped when asked); ranking metrics only at the requested counts,
+when asked.
 """
 
 from __future__ import annotations
@@ -33,18 +33,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from mfspark.config import JobConfig
-from mfspark.core.state import FitResult, Side
 from mfspark.data import split
 from mfspark.data.prepare import load, prepare
-from mfspark.engine.loop import fit
-from mfspark.engine.score import clipped, errors, predict
+from mfspark.engine.loop import Fit, fit
 from mfspark.evaluation.grid import TUNABLE, Candidate
 from mfspark.io import fs
 
 log = logging.getLogger("mfspark")
 
-#: Test parts up to this many rows are collected and scored on the driver (NumPy).
-LOCAL_SCORING_ROWS = 2_000_000
 #: Metrics where lower is better; the ranking metrics are higher-is-better.
 LOWER_IS_BETTER = ("rmse", "mae")
 HOLDOUTS = ("random", "user", "temporal")
@@ -104,27 +100,6 @@ class TuneResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Scorer:
-    """RMSE and MAE of a model on one fold's indexed test ratings."""
-
-    def __init__(self, test: DataFrame, count: int,
-                 clip: tuple[float, float] | None = None) -> None:
-        self.test, self.count, self.clip = test, count, clip
-        self.local = count <= LOCAL_SCORING_ROWS
-        if self.local:
-            pdf = test.select("user_idx", "item_idx", "rating").toPandas()
-            self.users = pdf["user_idx"].fillna(-1).to_numpy(np.int64)
-            self.items = pdf["item_idx"].fillna(-1).to_numpy(np.int64)
-            self.ratings = pdf["rating"].to_numpy(np.float64)
-
-    def __call__(self, users: Side, items: Side, mu: float) -> dict[str, float]:
-        if self.local:
-            err = self.ratings - clipped(predict(self.users, self.items, users, items, mu),
-                                         self.clip)
-            return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
-        return errors(self.test, users, items, mu, self.clip)
-
-
 def load_ratings(spark: SparkSession, config: JobConfig, rejected_dir: str) -> DataFrame:
     """The validated, de-duplicated ratings of ``config.input``, as ``jobs/train.py`` reads
     them (so folds and holdouts here are those of the same data there)."""
@@ -146,14 +121,13 @@ def _fmt_seconds(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _ranking(spark: SparkSession, fold: dict[str, Any], users: Side, items: Side, mu: float,
-             k: int) -> dict[str, float]:
+def _ranking(spark: SparkSession, fold: dict[str, Any], state: Fit, k: int) -> dict[str, float]:
     from mfspark.evaluation.metrics import ranking_metrics
-    from mfspark.ml.estimator import factor_frame
     from mfspark.ml.model import ALSModel
 
-    model = ALSModel(factor_frame(spark, fold["users"], users),
-                     factor_frame(spark, fold["items"], items), mu)
+    prepared = fold["prepared"]
+    model = ALSModel(prepared.factors(spark, state, "user"),
+                     prepared.factors(spark, state, "item"), state.mu)
     found = ranking_metrics(model, fold["test_raw"], k, exclude=fold["train_raw"],
                             metrics=("precisionAtK", "ndcgAtK", "meanAveragePrecisionAtK"))
     return {f"{name}@{k}" if name.endswith("AtK") else name: value
@@ -205,32 +179,30 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
     curve_rows: list[dict[str, Any]] = []
     for f, (train_df, test_df) in enumerate(pairs):
         prepared = prepare(train_df, config.als, test_df)
-        scorer = Scorer(prepared.test, prepared.test.count(), clip)
-        fold = {"users": prepared.users, "items": prepared.items, "train_raw": train_df,
-                "test_raw": test_df}
+        parts = prepared.ratings
+        fold = {"prepared": prepared, "train_raw": train_df, "test_raw": test_df}
         log.info("fold %d/%d: %d train ratings (%d users, %d items), %d test", f + 1, n_folds,
-                 prepared.ratings.count, len(prepared.users), len(prepared.items),
-                 scorer.count)
+                 parts.count, parts.num_users, parts.num_items, parts.num_test)
         for g, (key, checkpoints) in enumerate(groups):
             fixed = dict(zip([n for n in TUNABLE if n != "iterations"], key))
             fit_dir = f"{work_dir}/fold-{f}/fit-{g}"
-            state: FitResult | None = None
+            state: Fit | None = None
             best_rmse, since_best, fit_began = math.inf, 0, time.perf_counter()
             stopped_at = None
             for it in range(1, checkpoints[-1] + 1):
                 params = dataclasses.replace(config.als, **fixed, iterations=it)
-                state = fit(prepared.ratings, params, fit_dir, resume=state)
+                state = fit(parts, params, fit_dir, resume=state, clip=clip)
                 done_units += 1
-                scores = scorer(state.users, state.items, state.mu)
                 entry = state.history[-1]
+                scores = {"rmse": entry.get("test_rmse", math.nan),
+                          "mae": entry.get("test_mae", math.nan)}
                 curve_rows.append({**fixed, "fold": f, "iteration": it,
                                    "objective": entry["objective"],
                                    "train_rmse": entry["train_rmse"],
                                    "test_rmse": scores["rmse"], "test_mae": scores["mae"]})
                 if it in checkpoints:
                     if ranking_k:
-                        scores.update(_ranking(spark, fold, state.users, state.items,
-                                               state.mu, ranking_k))
+                        scores.update(_ranking(spark, fold, state, ranking_k))
                     seconds = time.perf_counter() - fit_began
                     cand = index_of[tuple({**fixed, "iterations": it}[n] for n in TUNABLE)]
                     fold_rows.append({"candidate": cand, **fixed, "iterations": it, "fold": f,

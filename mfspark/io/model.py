@@ -6,7 +6,10 @@ into place only when every part is complete, and committed by writing ``_COMPLET
 it after the rename.  A directory without that marker is never loaded, so a run killed at
 any point leaves nothing that loads as a model (a staging directory has no marker either);
 stale staging directories of killed runs are removed by the next write.  An existing model
-is replaced only when asked to.  Loading reads Parquet and JSON only: nothing is unpickled.
+is replaced only when asked to, and only once the new one is complete: it is moved aside
+(``.NAME.replaced-*``), the new one renamed into place, and the old one deleted after the
+commit (a run killed in between leaves the old model in that sibling, whole).  Loading
+reads Parquet and JSON only: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
     parent, name = model_dir.rstrip("/").rsplit("/", 1) if "/" in model_dir else (".", model_dir)
     prefix = f".{name}.incomplete-"
     for stale in fs.list_names(spark, parent):
-        if stale.startswith(prefix):
+        if stale.startswith((prefix, f".{name}.replaced-")) and fs.exists(spark, model_dir):
+            fs.delete(spark, f"{parent}/{stale}")
+        elif stale.startswith(prefix):
             fs.delete(spark, f"{parent}/{stale}")
     staging = f"{parent}/{prefix}{uuid.uuid4().hex[:12]}"
     try:
@@ -69,10 +74,19 @@ def write_model(spark: SparkSession, model_dir: str, user_factors: DataFrame,
         fs.write_text(spark, f"{staging}/metadata.json", json.dumps(metadata, indent=2))
         if extra is not None:
             extra(staging)
-        if fs.exists(spark, model_dir):
-            fs.delete(spark, model_dir)
-        fs.rename(spark, staging, model_dir)
+        replaced = None
+        if fs.exists(spark, model_dir):  # moved aside, deleted once the new one is in place
+            replaced = f"{parent}/.{name}.replaced-{uuid.uuid4().hex[:12]}"
+            fs.rename(spark, model_dir, replaced)
+        try:
+            fs.rename(spark, staging, model_dir)
+        except BaseException:
+            if replaced is not None:
+                fs.rename(spark, replaced, model_dir)
+            raise
         fs.write_text(spark, f"{model_dir}/{MARKER}", "")  # the commit
+        if replaced is not None:
+            fs.delete(spark, replaced)
     finally:
         fs.delete(spark, staging)
 

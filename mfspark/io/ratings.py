@@ -3,7 +3,7 @@
 Whatever the source, :func:`read_ratings` returns a DataFrame with the canonical columns
 ``user``, ``item``, ``rating`` (double) and, when the source has it, ``timestamp``; IDs keep
 their type (integers, longs or strings).  Text is read as strings and typed afterwards by
-:mod:`mfspark.validate`, so that a malformed value is reported, never silently nulled.
+:mod:`mfspark.data.validate`, so that a malformed value is reported, never silently nulled.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mfspark.config import InputSpec
+from mfspark.io import fs
 
 CANONICAL = ("user", "item", "rating", "timestamp")
 
@@ -68,15 +69,11 @@ def _first_line(spark: SparkSession, path: str) -> str:
 def _looks_like_parquet(spark: SparkSession, path: str) -> bool:
     if path.rstrip("/").endswith(".parquet"):
         return True
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(hpath):
+    if not fs.exists(spark, path):
         raise InputFormatError(f"ratings path {path} does not exist")
-    if not fs.getFileStatus(hpath).isDirectory():
+    if not fs.is_dir(spark, path):
         return False
-    names = [s.getPath().getName() for s in fs.listStatus(hpath)]
-    return any(n.endswith(".parquet") for n in names)
+    return any(n.endswith(".parquet") for n in fs.list_names(spark, path))
 
 
 def detect_format(spark: SparkSession, path: str) -> str:

@@ -13,36 +13,25 @@ import tempfile
 import uuid
 from typing import Any
 
-import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from mfspark.core.state import Side
-from mfspark.data.indexing import IdIndex
 from mfspark.data.prepare import prepare
 from mfspark.data.validate import typed_ratings
 from mfspark.engine.loop import fit, log_iteration
 from mfspark.io import fs
-from mfspark.io.factors import features_array
 from mfspark.ml.metadata import model_metadata
 from mfspark.ml.model import ALSModel
 from mfspark.ml.params import EstimatorParams, ParamError
 
 
-def factor_frame(spark: SparkSession, index: IdIndex, side: Side) -> DataFrame:
-    """A side's factors as a DataFrame ``id`` (original type), ``bias``, ``features``."""
-    table = pa.table({"id": index.ids, "bias": pa.array(side.bias),
-                      "features": features_array(side.factors)})
-    return spark.createDataFrame(table)
-
-
 class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
           DefaultParamsReadable["ALS"]):
-    """Alternating least squares for ``mu + b_i + c_j + u_i . v_j`` (MODEL.md), with the
-    parameters of ``pyspark.ml.recommendation.ALS`` (see :mod:`mfspark.params`)."""
+    """Alternating least squares for ``mu + b_i + c_j + u_i . v_j`` (docs/model.md), with the
+    parameters of ``pyspark.ml.recommendation.ALS`` (see :mod:`mfspark.ml.params`)."""
 
     @keyword_only
     def __init__(self, *, rank: int = 10, maxIter: int = 10, regParam: float = 0.1,
@@ -130,13 +119,13 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
         """(directory, whether it is temporary and deleted after fitting)."""
         if self.isDefined(self.workDir):
             return fs.qualify(spark, self.getOrDefault(self.workDir)), False
-        sc = spark.sparkContext
-        base = sc.getCheckpointDir()
-        if base is None and sc.master.startswith("local"):
-            base = sc.getConf().get("spark.local.dir", tempfile.gettempdir()).split(",")[0]
-        if base is None:
+        base = spark.conf.get("spark.checkpoint.dir", None)
+        if not base and spark.conf.get("spark.master", "").startswith("local"):
+            base = (spark.conf.get("spark.local.dir", None) or tempfile.gettempdir())
+            base = base.split(",")[0]
+        if not base:
             raise ParamError("set workDir to a directory that the driver and every executor "
-                             "can reach (e.g. on HDFS), or set a checkpoint directory")
+                             "can reach (e.g. on HDFS), or set spark.checkpoint.dir")
         return fs.qualify(spark, f"{base}/mfspark-als-{uuid.uuid4().hex[:12]}"), True
 
     def _fit(self, dataset: DataFrame) -> ALSModel:
@@ -155,11 +144,14 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
         work_dir, temporary = self._work_dir(spark)
         try:
             fitted = fit(prepared.ratings, params, work_dir, on_iteration=log_iteration)
+            factors = [prepared.factors(spark, fitted, side) for side in ("user", "item")]
+            if temporary or prepared.users.frame is not None or prepared.items.frame is not None:
+                # the model outlives its work directory and the ID index: keep its factors
+                factors = [f.localCheckpoint(eager=True) for f in factors]
         finally:
             prepared.unpersist()
             if temporary:
                 fs.delete(spark, work_dir)
-        model = ALSModel(factor_frame(spark, prepared.users, fitted.users),
-                         factor_frame(spark, prepared.items, fitted.items), fitted.mu,
+        model = ALSModel(factors[0], factors[1], fitted.mu,
                          model_metadata(params, fitted, prepared, stats))
         return self._copyValues(model)

@@ -14,8 +14,8 @@ import pyspark
 
 from mfspark.version import __version__
 from mfspark.config import ALSParams
-from mfspark.core.state import FitResult
 from mfspark.data.prepare import Prepared
+from mfspark.engine.loop import Fit
 from mfspark.data.validate import RatingStats
 
 FORMAT = "mfspark-model"
@@ -29,7 +29,7 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def model_metadata(params: ALSParams, fitted: FitResult, prepared: Prepared,
+def model_metadata(params: ALSParams, fitted: Fit, prepared: Prepared,
                    stats: RatingStats, **extra: Any) -> dict[str, Any]:
     """The metadata of a fitted model: format, every parameter, the global mean, sizes, ID
     types, the history and the versions; ``extra`` adds what the caller knows beyond
@@ -39,7 +39,7 @@ def model_metadata(params: ALSParams, fitted: FitResult, prepared: Prepared,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mu": fitted.mu, **dataclasses.asdict(params),
         "user_id_type": stats.user_type, "item_id_type": stats.item_type,
-        "num_users": len(prepared.users), "num_items": len(prepared.items),
+        "num_users": prepared.ratings.num_users, "num_items": prepared.ratings.num_items,
         "num_train": prepared.ratings.count, **extra,
         "history": fitted.history, "versions": versions(),
     }

@@ -57,7 +57,7 @@ class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
 
     @property
     def history(self) -> list[dict[str, float]]:
-        """One entry per iteration: objective, train RMSE, seconds (see MODEL.md)."""
+        """One entry per iteration: objective, train RMSE, seconds (see docs/model.md)."""
         return list(self._metadata.get("history", []))
 
     @property
@@ -139,6 +139,12 @@ class _ALSModelWriter(MLWriter):
     def __init__(self, instance: ALSModel) -> None:
         super().__init__()
         self.instance = instance
+
+    def save(self, path: str) -> None:
+        """Save the model at ``path``; with ``overwrite()`` an existing model there is
+        replaced only once the new one is complete (:func:`mfspark.io.model.write_model`),
+        never deleted first (as ``MLWriter.save`` would, through the JVM)."""
+        self.saveImpl(path)
 
     def saveImpl(self, path: str) -> None:
         model, spark = self.instance, self.sparkSession

@@ -4,7 +4,7 @@ The names, defaults and meanings follow ``pyspark.ml.recommendation.ALS`` wherev
 sense for this model, so that a pipeline built on MLlib's ALS keeps working when only the
 import changes; ``regParam`` keeps MLlib's meaning (lambda scaled by each row's rating
 count) unless ``regScale="none"``.  ``implicitPrefs``/``alpha`` (implicit feedback, MLlib's
-semantics, see :mod:`mfspark.implicit`) and ``nonnegative`` (NNLS, see :mod:`mfspark.nnls`)
+semantics, see :mod:`mfspark.core.implicit`) and ``nonnegative`` (NNLS, :mod:`mfspark.core.nnls`)
 have MLlib's meaning too; ``biases`` unset means on for explicit and off for implicit
 feedback (where ``biases=True`` adds a user and an item bias to MLlib's model).
 """
@@ -116,7 +116,7 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
         "cheaper at high rank)", TypeConverters.toInt)
     regScale: Param[str] = _param(
         "regScale", "'count': regParam times each row's rating count (MLlib's meaning, "
-        "ALS-WR); 'none': plain lambda on every parameter (MODEL.md)", TypeConverters.toString)
+        "ALS-WR); 'none': plain lambda on every parameter (docs/model.md)", TypeConverters.toString)
     biases: Param[bool] = _param("biases", "fit user and item biases (false: mu + u.v); "
                                  "unset: true for explicit, false for implicit feedback "
                                  "(MLlib's model: u.v only)", TypeConverters.toBoolean)

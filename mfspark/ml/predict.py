@@ -7,7 +7,7 @@ strategy:
 
 - ``nan`` (MLlib's default): NaN when the user or the item was not in training;
 - ``drop`` (MLlib): such rows are removed;
-- ``fallback``: what is known, as MODEL.md prescribes for a row without ratings: ``mu + c_j``
+- ``fallback``: what is known, as docs/model.md prescribes for a row without ratings: ``mu + c_j``
   for an unknown user, ``mu + b_i`` for an unknown item, ``mu`` when both are unknown.
 
 IDs are matched after casting the input column to the type of the model's IDs

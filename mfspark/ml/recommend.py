@@ -8,7 +8,7 @@ For "the k best items of every user" (and symmetrically users of every item):
    user x item pairs), and the seen pairs to exclude are grouped by the same block pair;
 3. one Arrow UDF per block pair computes the scores ``mu + b + c + U_blk V_blk^T`` by matrix
    products, masks the seen pairs and keeps each user's ``k`` best
-   (:func:`mfspark.topn.block_top_k`);
+   (:func:`mfspark.core.topn.block_top_k`);
 4. the candidates (at most ``k`` per user per item block) are merged per user in Spark SQL.
 
 The output has MLlib's schema: the source ID column and ``recommendations``, an array of
@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mfspark.core.topn import block_top_k
+from mfspark.engine.loop import parallelism
 
 
 def _blocks(factors: DataFrame, num_blocks: int, name: str) -> DataFrame:
@@ -119,7 +120,7 @@ def recommend(src: DataFrame, dst: DataFrame, mu: float, k: int, block_size: int
         raise ValueError(f"the number of recommendations must be an integer >= 1, got {k!r}")
     spark = src.sparkSession
     n_src, n_dst = src.count(), dst.count()
-    cores = spark.sparkContext.defaultParallelism
+    cores = parallelism(spark)
     src_blocks = max(1, min(n_src, max(math.ceil(n_src / block_size), cores)))
     dst_blocks = max(1, math.ceil(n_dst / block_size))
     src_type, dst_type = src.schema["id"].dataType, dst.schema["id"].dataType

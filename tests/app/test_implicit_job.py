@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from mfspark import ALSModel
 from mfspark import config as cfg
 from mfspark.app import train as train_job
 from mfspark.app.train import train
@@ -43,6 +44,20 @@ def test_bad_alpha_flag_is_a_usage_error(tmp_path):
     assert "als.alpha must be a finite number >= 0, got -1.0" in proc.stderr
 
 
+class SavedSide:
+    """One side of a saved model as arrays: ``features`` (n x rank) and ``bias``."""
+
+    def __init__(self, frame):
+        pdf = frame.toPandas()
+        self.features = np.stack(pdf["features"].to_numpy())
+        self.bias = pdf["bias"].to_numpy()
+
+
+def saved_sides(result) -> tuple[SavedSide, SavedSide]:
+    model = ALSModel.load(result.model_dir)
+    return SavedSide(model.userFactors), SavedSide(model.itemFactors)
+
+
 def test_train_implicit_nonnegative_on_embedded_sample(spark, tmp_path):
     config = cfg.override(cfg.JobConfig(), out=str(tmp_path), iterations=3,
                           implicit_prefs=True, alpha=5.0, nonnegative=True)
@@ -52,9 +67,9 @@ def test_train_implicit_nonnegative_on_embedded_sample(spark, tmp_path):
     assert md["baselines"] == {}  # rating baselines make no sense for preferences
     objectives = [h["objective"] for h in md["history"]]
     assert all(b <= a * (1 + 1e-12) for a, b in zip(objectives, objectives[1:]))
-    f = result.fitted
-    assert np.all(f.users.factors >= 0) and np.all(f.items.factors >= 0)
-    assert np.all(f.users.bias == 0) and np.all(f.items.bias == 0)
+    users, items = saved_sides(result)
+    assert (users.features >= 0).all() and (items.features >= 0).all()
+    assert (users.bias == 0).all() and (items.bias == 0).all()
     assert "test_rmse" not in md["history"][-1]
 
 
@@ -68,6 +83,6 @@ def test_train_implicit_with_biases_on_embedded_sample(spark, tmp_path):
     assert md["implicit_prefs"] and md["biases"] and md["mu"] == 0.0
     objectives = [h["objective"] for h in md["history"]]
     assert all(b <= a * (1 + 1e-12) for a, b in zip(objectives, objectives[1:]))
-    f = result.fitted
-    assert np.abs(f.items.bias).max() > 0.01 and np.abs(f.users.bias).max() > 0.01
+    users, items = saved_sides(result)
+    assert np.abs(items.bias).max() > 0.01 and np.abs(users.bias).max() > 0.01
 

@@ -34,7 +34,7 @@ def test_recommend_all_users_excluding_rated_items_to_csv(trained, tmp_path):
                                   "--exclude", embedded_sample_path(), "--format", "csv"])
     recs = pd.concat(pd.read_csv(p) for p in (tmp_path / "recs").glob("*.csv"))
     assert list(recs.columns) == ["user", "rank", "item", "score"]
-    assert summary["users"] == recs["user"].nunique() == len(trained.users)
+    assert summary["users"] == recs["user"].nunique() == trained.metadata["num_users"]
     assert not set(zip(recs["user"], recs["item"])) & sample_pairs()
     for _, group in recs.groupby("user"):
         group = group.sort_values("rank")

@@ -11,7 +11,8 @@ from conftest import ROOT
 
 def test_dist_zip_holds_the_package(dist_zip):
     names = zipfile.ZipFile(dist_zip).namelist()
-    assert {"mfspark/__init__.py", "mfspark/solve.py", "mfspark/io/model.py"} <= set(names)
+    assert {"mfspark/__init__.py", "mfspark/core/block.py", "mfspark/core/kernel/compile.py",
+            "mfspark/io/model.py"} <= set(names)
     assert not [n for n in names if n.startswith(("tests/", "jobs/"))]
 
 

@@ -1,110 +1,142 @@
 """The ratings packed by block: one block per partition, every rating once, sorted and
-exact, IDs looked up or joined to the same blocks."""
+exact; needs, held-out ratings and routing requests in place; and half-steps that never
+move the packed ratings, whichever way the fixed side arrives."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mfspark.config import ALSParams
-from mfspark.data.prepare import partition_ids
+from mfspark.core.packing import block_of, decode_chunk, decode_keys, decode_positions
+from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, Layout, block_labels
 from mfspark.engine.loop import partition
 
 from conftest import indexed_frame, random_ratings
 
 
-def test_half_steps_group_by_block_without_reshuffling(spark):
-    from mfspark.engine.blocks import partition_ratings
+def frame_with_test(spark, train, test):
+    from pyspark.sql import functions as F
 
-    users, items, ratings = random_ratings(20, 10, 0.3, seed=1)
-    blocks, by_item = partition_ratings(indexed_frame(spark, users, items, ratings), 4, 3)
-    by_item.unpersist()
-    try:
-        plan = blocks.groupBy("block").count()._jdf.queryExecution().executedPlan().toString()
-        top = plan.split("InMemoryRelation")[0]  # the part above the cached, partitioned data
-        assert "Exchange" not in top, plan
-        per_partition = blocks.rdd.mapPartitions(lambda rows: [len({r.block for r in rows})])
-        assert max(per_partition.collect()) == 1  # one block per partition, none split
-    finally:
-        blocks.unpersist()
+    return (indexed_frame(spark, *train).withColumn("test", F.lit(False))
+            .unionByName(indexed_frame(spark, *test).withColumn("test", F.lit(True))))
 
 
 def test_packed_copies_hold_every_rating_once_sorted_and_exact(spark):
-    """Both packed copies hold exactly the input triples; each block is sorted by row and
-    cut into chunks; ratings that are not exact float32 values are kept as float64."""
-    from mfspark.engine.blocks import partition_ratings, unpack
+    """Both copies hold exactly the training triples, each block sorted by row and cut into
+    chunks, its columns positions into its sorted needs; ratings that are not exact float32
+    values stay float64; each block's rows hash to it."""
+    from pyspark.sql import functions as F
+
+    from mfspark.engine.blocks import partition_ratings
 
     users, items, ratings = random_ratings(30, 12, 0.4, seed=2)
     ratings = ratings.astype(np.float64)
     ratings[::5] += 0.1  # 3.6 etc.: not representable in float32
     expected = sorted(zip(users.tolist(), items.tolist(), ratings.tolist()))
-    # chunks of 7 ratings: several per block
-    by_user, by_item = partition_ratings(indexed_frame(spark, users, items, ratings), 3, 2,
-                                         chunk_ratings=7)
+    layouts = tuple(Layout(n, tuple(block_labels(spark, n))) for n in (3, 2))
+    frame = indexed_frame(spark, users, items, ratings).withColumn("test", F.lit(False))
+    by_user, by_item, stats = partition_ratings(frame, layouts, None, chunk_ratings=7)
     try:
-        for packed, swap in ((by_user, False), (by_item, True)):
-            chunks = packed.toPandas()
-            assert chunks["n"].sum() == len(expected)
-            assert chunks.groupby("block")["chunk"].nunique().max() > 1
+        assert stats[0]["n"] == stats[1]["n"] == len(expected)
+        assert (stats[0]["rows"], stats[1]["rows"]) == (30, 12)
+        for copy, swap, layout in ((by_user, False, layouts[0]), (by_item, True, layouts[1])):
+            rows_ = copy.toPandas()
+            assert rows_[rows_.kind == TRAIN].groupby("block")["chunk"].nunique().max() > 1
             got = []
-            for _, block in chunks.groupby("block"):
-                rows, cols, vals = unpack(block)
-                assert np.all(np.diff(rows) >= 0)  # sorted by row within the block
-                assert len(set(rows % packed.rdd.getNumPartitions())) == 1
-                got += list(zip(*((cols, rows) if swap else (rows, cols)),
-                                np.asarray(vals, np.float64)))
+            for label, block in rows_.groupby("block"):
+                needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+                assert np.all(np.diff(needs) > 0)
+                train = block[block.kind == TRAIN].sort_values("chunk")
+                keys = np.concatenate([decode_chunk(int(n), r, c, v)[0] for n, r, c, v in
+                                       zip(train.n, train.rows, train.cols, train.ratings)])
+                assert np.all(np.diff(keys) >= 0)  # sorted by row within the block
+                assert set(layout.label_of(keys).tolist()) == {label}
+                for n, r, c, v in zip(train.n, train.rows, train.cols, train.ratings):
+                    rk, cp, vals = decode_chunk(int(n), r, c, v)
+                    got += list(zip(*((needs[cp], rk) if swap else (rk, needs[cp])),
+                                    np.asarray(vals, np.float64)))
             assert sorted((int(a), int(b), float(c)) for a, b, c in got) == expected
     finally:
         by_user.unpersist()
         by_item.unpersist()
 
 
-def test_id_lookup_packs_what_the_joins_pack(spark):
-    """Integral IDs looked up in the partitioning pass give the same packed copies (same
-    chunks, bytes and checksums) as joining the ratings to their indices; string IDs are
-    joined."""
-    from mfspark.data.indexing import build_index, id_lookup, with_indices
-
-    users, items, ratings = random_ratings(40, 25, 0.3, seed=4)
-    raw = spark.createDataFrame(pd.DataFrame({
-        "user": 10_000_000_000 - 7 * users.astype(np.int64),  # sparse, descending long IDs
-        "item": (3 * items + 5).astype(np.int32), "rating": ratings.astype(np.float64)}))
-    u_index, i_index = build_index(spark, raw, "user"), build_index(spark, raw, "item")
-    lookup = id_lookup(u_index, i_index)
-    assert lookup is not None and len(lookup[0]) == len(set(users.tolist()))
+def test_held_out_ratings_and_requests_are_where_the_half_steps_look(spark):
+    """Held-out ratings sit in the copy of the side solved last (items, for explicit
+    ratings), in the block of their item key, with -1 for keys training never saw; every
+    block's requests, held by the block they ask, cover exactly its needs."""
+    users, items, ratings = random_ratings(25, 15, 0.4, seed=3)
+    test = (np.array([0, 1, 99, 98]), np.array([0, 77, 1, 66]), np.array([3.0, 4.0, 5.0, 1.0]))
     params = ALSParams(rank=2, num_user_blocks=3, num_item_blocks=2)
-    looked = partition_ids(raw, u_index, i_index, params)
-    joined = partition(with_indices(raw, u_index, i_index), u_index.counts, i_index.counts,
-                           params)
+    parts = partition(frame_with_test(spark, (users, items, ratings), test), params,
+                      held_out=True)
     try:
-        for a, b in ((looked.by_user, joined.by_user), (looked.by_item, joined.by_item)):
-            pa_, pb = (x.toPandas().sort_values(["block", "chunk"]).reset_index(drop=True)
-                       for x in (a, b))
-            pd.testing.assert_frame_equal(pa_, pb)
-        assert (looked.count, looked.checksum, looked.mu) == (joined.count, joined.checksum,
-                                                              joined.mu)
+        assert parts.num_test == 4 and parts.count == len(ratings)
+        by_user, by_item = parts.by_user.toPandas(), parts.by_item.toPandas()
+        assert not (by_user.kind == TEST).any()
+        seen = []
+        for label, block in by_item.groupby("block"):
+            needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+            for n, r, c, v in block[block.kind == TEST][["n", "rows", "cols", "ratings"]] \
+                    .itertuples(index=False):
+                rows, cols, vals = decode_positions(int(n), r, c, v)
+                seen += [(int(rw >= 0), int(needs[cl]) if cl >= 0 else -1, float(x))
+                         for rw, cl, x in zip(rows, cols, vals)]
+        # (item known?, user key referenced, rating): users 99 and 98 are in the needs as
+        # held-out-only columns (their factors will simply not arrive)
+        assert sorted(seen) == sorted([(1, 0, 3.0), (0, 1, 4.0), (1, 99, 5.0), (0, 98, 1.0)])
+        for asked, copy in ((parts.by_user, by_item), (parts.by_item, by_user)):
+            held = asked.toPandas()
+            held = held[held.kind == REQUEST]
+            for label, block in copy.groupby("block"):
+                needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+                mine = held[held.target == label]
+                wanted = np.sort(np.concatenate([decode_keys(r) for r in mine["rows"]]))
+                np.testing.assert_array_equal(wanted, needs)
     finally:
-        looked.unpersist()
-        joined.unpersist()
-    strings = raw.withColumn("user", raw["user"].cast("string"))
-    assert id_lookup(build_index(spark, strings, "user"), i_index) is None
+        parts.unpersist()
 
 
-@pytest.mark.parametrize("ids", [[3, 8, 20], [3, 5, 8, 10, 12, 20]])  # search, table
-def test_unknown_id_in_the_lookup_is_a_named_error(ids):
-    """Sparse IDs are found by binary search, dense-ish ones in a direct table: the same
-    indices, and the same error for an ID in a gap, below or above the range."""
-    from mfspark.engine.blocks import dense_index
+@pytest.mark.parametrize("budget", [128, 0])  # the whole fixed side, or routed rows
+def test_half_steps_never_move_the_packed_ratings(spark, tmp_path, budget):
+    """The plan of a half-step shuffles only the factors: above the cached packed blocks
+    there is no exchange, whichever way the fixed side arrives; and every partition holds
+    exactly one block."""
+    from mfspark.engine.loop import fit
+    from mfspark.engine.route import with_fixed
 
-    ids = np.array(ids, dtype=np.int64)
-    expected = [int(np.searchsorted(ids, v)) for v in (20, 3, 8, 8)]
-    assert dense_index(ids, np.array([20, 3, 8, 8]), "user").tolist() == expected
-    with pytest.raises(ValueError, match=r"item ID 9 is not in the item index \(2 ratings"):
-        dense_index(ids, np.array([3, 9, 21]), "item")
-    for unknown in (2, -7, 21, 2**40):
-        with pytest.raises(ValueError, match=f"user ID {unknown} is not in the user index"):
-            dense_index(ids, np.array([8, unknown]), "user")
+    users, items, ratings = random_ratings(20, 10, 0.3, seed=1)
+    params = ALSParams(rank=2, iterations=1, num_user_blocks=4, num_item_blocks=3,
+                       broadcast_mb=budget)
+    parts = partition(indexed_frame(spark, users, items, ratings), params)
+    try:
+        fit(parts, params, str(tmp_path))
+        frame = with_fixed(parts.by_user, f"{tmp_path}/iter-0001/item", budget == 0, 4,
+                           gram=False)
+        plan = frame.groupBy("block").count()._jdf.queryExecution().executedPlan().toString()
+        # the plan down to the cached blocks (the factors' side is printed after it)
+        top = plan.split("InMemoryRelation")[0]
+        assert "Exchange" not in top, plan
+        sizes = parts.by_user.groupBy("block").count().collect()
+        assert len(sizes) == 4
+        per_partition = parts.by_user.rdd.mapPartitions(
+            lambda rows: [len({r.block for r in rows})])
+        assert max(per_partition.collect()) == 1  # one block per partition, none split
+    finally:
+        parts.unpersist()
+
+
+@pytest.mark.parametrize("keys", [np.arange(1000), np.arange(0, 64_000, 64),
+                                  np.array([-5, 2**40, 7, 2**62])])
+def test_blocks_are_balanced_whatever_the_ids(keys):
+    """Keys hash to blocks: regular ID patterns (every 64th) still fill every block."""
+    blocks = block_of(keys, 4)
+    assert set(blocks.tolist()) <= {0, 1, 2, 3}
+    if len(keys) >= 1000:
+        counts = np.bincount(blocks, minlength=4)
+        assert counts.min() > 0.8 * len(keys) / 4
+    np.testing.assert_array_equal(block_of(keys, 4), blocks)  # a function of the key only
 
 
 def test_partitioning_batch_size_is_scoped_and_respects_the_users_setting(spark):

@@ -156,11 +156,10 @@ def test_no_plan_grows_with_the_iteration_count(spark, tmp_path, monkeypatch):
 
     monkeypatch.setattr(DataFrameWriter, "parquet", recording)
     users, items, ratings = random_ratings(30, 20, 0.3, seed=2)
-    pdf = pd.DataFrame({"user_idx": users.astype(np.int32), "item_idx": items.astype(np.int32),
+    pdf = pd.DataFrame({"user": users.astype(np.int64), "item": items.astype(np.int64),
                         "rating": ratings})
     params = ALSParams(rank=2, iterations=10, num_user_blocks=2, num_item_blocks=2)
-    parts = partition(spark.createDataFrame(pdf), np.bincount(users), np.bincount(items),
-                      params)
+    parts = partition(spark.createDataFrame(pdf), params)
     try:
         fit(parts, params, str(tmp_path))
     finally:

@@ -83,19 +83,6 @@ def test_gram_methods_benchmark_times_every_method():
         assert r["auto"] == "compiled"  # Numba is installed: the compiled loop at every rank
 
 
-def test_halfstep_profile_runs(spark, tmp_path):
-    data = tmp_path / "ratings"
-    generate(spark, PlantedModel(num_users=100, num_items=80, num_ratings=1500, rank=2)
-             ).write.parquet(str(data))
-    spec = importlib.util.spec_from_file_location("profile_halfstep",
-                                                  ROOT / "benchmarks" / "profile_halfstep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    timings = module.main(["--ratings", str(data), "--rank", "2", "--blocks", "2",
-                           "--out", str(tmp_path / "out")])
-    assert len(timings) == 12 and all(t > 0 for t in timings.values())
-
-
 def test_benchmark_nonnegative_and_implicit_against_mllib(spark, tmp_path):
     data = tmp_path / "ratings"
     generate(spark, PlantedModel(num_users=100, num_items=80, num_ratings=1500, rank=2)

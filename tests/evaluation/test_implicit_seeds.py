@@ -13,7 +13,7 @@ from pyspark.ml.evaluation import RankingEvaluator
 
 from mfspark import ALS
 from mfspark.core import reference
-from mfspark.core.state import init_factors
+from mfspark.core.state import seeded_factors
 
 from conftest import ROOT, random_ratings
 
@@ -44,9 +44,9 @@ def test_mfspark_variant_is_the_estimators_fit(spark, seeds_script):
         pdf = side.toPandas().sort_values("id")
         np.testing.assert_allclose(got, np.stack(pdf["features"].to_numpy()), rtol=1e-5,
                                    atol=1e-6)
-    # and it is the dense oracle started from init_factors(n_users, rank, seed)
+    # and it is the dense oracle started from the users' seeded factors (keyed by ID)
     ref = reference.implicit_als(problem.u, problem.i, problem.r, problem.n_users,
-                                 problem.n_items, init_factors(problem.n_users, 3, 3), 0.05, 2.0,
+                                 problem.n_items, seeded_factors(problem.user_keys, 3, 3), 0.05, 2.0,
                                  "count", 2)
     np.testing.assert_allclose(U, ref.user_factors, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(V, ref.item_factors, rtol=1e-9, atol=1e-12)
@@ -87,7 +87,7 @@ def test_biases_variant_is_the_estimators_fit_with_biases(spark, seeds_script):
 
 def test_unit_norm_variant_only_rescales_the_start(seeds_script):
     _, problem = small_problem(seeds_script)
-    U0 = init_factors(problem.n_users, 3, 5)
+    U0 = seeded_factors(problem.user_keys, 3, 5)
     U, V = seeds_script.fit(problem, "unit-norm", seed=5, rank=3, iterations=1)
     start = U0 / np.linalg.norm(U0, axis=1, keepdims=True)
     ref = reference.implicit_als(problem.u, problem.i, problem.r, problem.n_users,

@@ -6,15 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from mfspark import ALSModel
-from mfspark.ml.estimator import factor_frame
-from mfspark.core.state import Side
-from mfspark.data.indexing import IdIndex
 from mfspark.evaluation.metrics import rating_metrics, ranking_metrics
 from mfspark.core.topn import top_n
+from conftest import id_frame
 
 
 def reference_ranking(ranked: list[list], relevant: list[set], k: int) -> dict[str, float]:
@@ -52,8 +49,7 @@ def test_ranking_metrics_equal_numpy(spark, threshold):
     users, items = [f"u{r}" for r in range(n_u)], [f"i{j:02d}" for j in range(n_i)]
 
     def frame(ids, f, bias):
-        return factor_frame(spark, IdIndex(pa.array(ids), np.ones(len(ids)), None),
-                            Side(f, bias, np.ones(len(ids))))
+        return id_frame(spark, ids, f, bias)
     model = ALSModel(frame(users, U, b), frame(items, V, c), 3.0, {"rank": 2})
     seen = [set(rng.choice(n_i, 3, replace=False)) for _ in range(n_u)]
     held = [[(j, float(rng.integers(1, 6))) for j in rng.choice(

@@ -23,7 +23,8 @@ class Tripwire:
 
 
 def frames(spark, value):
-    users = spark.createDataFrame([(1, value, [value])], "id long, bias double, features array<double>")
+    users = spark.createDataFrame([(1, value, [value])],
+                                  "id long, bias double, features array<double>")
     return users, users
 
 
@@ -73,5 +74,6 @@ def test_loading_never_unpickles(spark, tmp_path):
     assert model.user_factors.count() == 1 and model.metadata == META
     assert not tripped.exists()
     # what the loader reads: Parquet and JSON only
-    kept = {p.suffix for p in model_dir.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))}
+    kept = {p.suffix for p in model_dir.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "_"))}
     assert kept - {".parquet", ".json"} == {".pkl", ".pickle"}  # ... and the strays it ignored

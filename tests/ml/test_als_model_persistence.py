@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import SQLTransformer
 
 from mfspark import ALSModel
 from mfspark.config import ALSParams, JobConfig
-from mfspark.ml.estimator import factor_frame
-from mfspark.core.state import Side
-from mfspark.data.indexing import IdIndex
 from mfspark.io.model import ModelExistsError
 from mfspark.app.train import train
+from conftest import id_frame
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +24,7 @@ def model(spark):
 
     def frame(ids):
         n = len(ids)
-        return factor_frame(spark, IdIndex(pa.array(ids), np.ones(n), None),
-                            Side(rng.standard_normal((n, 3)), rng.standard_normal(n), np.ones(n)))
+        return id_frame(spark, ids, rng.standard_normal((n, 3)), rng.standard_normal(n))
     made = ALSModel(frame(["a", "b", "c"]), frame(["x", "y"]), 3.25,
                     {"rank": 3, "history": [{"iteration": 1, "objective": 2.0}]})
     return made._set(userCol="who", itemCol="what", coldStartStrategy="fallback",
@@ -77,11 +73,12 @@ def test_loads_the_training_jobs_model(spark, tmp_path):
                                      num_item_blocks=2), out=str(tmp_path), test_fraction=0.0)
     result = train(spark, config)
     loaded = ALSModel.load(result.model_dir)
-    assert loaded.rank == 2 and loaded.mu == pytest.approx(result.fitted.mu)
-    u = result.users.ids[3].as_py()
-    i = result.items.ids[5].as_py()
-    f = result.fitted
-    want = (f.mu + f.users.bias[3] + f.items.bias[5] + f.users.factors[3] @ f.items.factors[5])
+    assert loaded.rank == 2 and loaded.mu == pytest.approx(result.metadata["mu"])
+    user = loaded.userFactors.orderBy("id").collect()[3]
+    item = loaded.itemFactors.orderBy("id").collect()[5]
+    u, i = user["id"], item["id"]
+    want = (result.metadata["mu"] + user["bias"] + item["bias"]
+            + float(np.dot(user["features"], item["features"])))
     df = spark.createDataFrame([(u, i)], "user long, item long")
     assert loaded.transform(df).first()["prediction"] == pytest.approx(want, rel=1e-12)
     recs = loaded.recommendForUserSubset(df, 3).first()

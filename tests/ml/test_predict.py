@@ -6,25 +6,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from mfspark import ALSModel
-from mfspark.ml.estimator import factor_frame
-from mfspark.core.state import Side
-from mfspark.data.indexing import IdIndex
 
 MU = 3.0
 U = np.array([[1.0, 0.5], [-0.5, 2.0]])
 B = np.array([0.25, -0.5])
 V = np.array([[0.5, 1.0], [2.0, -1.0], [0.0, 0.25]])
 C = np.array([0.1, -0.2, 0.3])
+from conftest import id_frame
 
 
 def model_with(spark, user_ids, item_ids, **params):
     def frame(ids, f, b):
-        return factor_frame(spark, IdIndex(pa.array(ids), np.ones(len(ids)), None),
-                            Side(f, b, np.ones(len(ids))))
+        return id_frame(spark, ids, f, b)
     n_u, n_i = len(user_ids), len(item_ids)
     model = ALSModel(frame(user_ids, U[:n_u], B[:n_u]), frame(item_ids, V[:n_i], C[:n_i]), MU,
                      {"rank": 2})

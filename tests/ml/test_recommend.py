@@ -4,17 +4,14 @@ ranking, with and without excluding the pairs a user rated."""
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from mfspark.ml.estimator import factor_frame
-from mfspark.core.state import Side
-from mfspark.data.indexing import IdIndex
 from mfspark.ml.recommend import recommend
 from mfspark.core.topn import block_top_k, top_n
 
 MU = 3.5
+from conftest import id_frame
 
 
 def brute(U, b, V, c, k, seen=()):
@@ -60,8 +57,7 @@ def test_driver_top_n_agrees_with_block_kernel():
 
 
 def _frame(spark, ids, F_, bias):
-    return factor_frame(spark, IdIndex(ids=pa.array(ids), counts=np.ones(len(ids)), frame=None),
-                        Side(F_, bias, np.ones(len(ids))))
+    return id_frame(spark, ids, F_, bias)
 
 
 @pytest.mark.parametrize("id_kind", ["long", "string"])
