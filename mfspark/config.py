@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mfspark.core.objective import REG_SCALES, Objective
+from mfspark.errors import MfsparkValueError
 
 FORMATS = ("auto", "parquet", "csv", "ml-100k", "ml-dat", "ml-csv")
 BAD_ROW_POLICIES = ("fail", "quarantine")
@@ -84,7 +85,7 @@ def value_range() -> Rule:
                 "[min, max] with finite min <= max, or false")
 
 
-class ConfigError(ValueError):
+class ConfigError(MfsparkValueError):
     """A setting is missing, unknown or out of range.
 
     ``setting`` (``table.key``), ``value`` and ``requirement`` say which rule failed, so
@@ -263,6 +264,10 @@ class JobConfig:
     test_fraction: float = setting(0.1, "fraction of ratings held out for the test RMSE (0: "
                                    "none)", number(0, 1, high_open=True), metavar="F")
     split_seed: int = setting(0, "seed of the train/test split", integer())
+    init_model: str | None = setting(
+        None, "warm start: a saved model whose factors and biases the run starts from, "
+        "matched by ID (same rank and variant; new IDs start as in a cold fit)",
+        optional(text(), "a non-empty path or unset"), metavar="DIR")
 
     def __post_init__(self) -> None:
         _check_fields(self, "output")

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from mfspark.app.cli import add_debug_flag, job
 from mfspark.app.session import get_session
 from mfspark.config import ALSParams
 from mfspark.evaluation.benchmark import (arithmetic_bound_seconds, environment, load_split,
@@ -54,6 +55,7 @@ def plot(rows: list[dict], path: Path) -> bool:
     return True
 
 
+@job
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(prog="benchmark.py", description=__doc__.splitlines()[0])
     p.add_argument("--ratings", required=True, help="ratings (any format jobs/train.py reads)")
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="fit every system N times per rank, the order reversed every other "
                         "time; report medians (the ratio: median of same-run ratios)")
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error(f"--repeat must be >= 1, got {args.repeat}")

@@ -5,20 +5,45 @@ name, its flag; :func:`add_settings_flags` turns them into ``argparse`` argument
 as ``--x / --no-x``, choices from the field's rule, pairs as two values), so a setting is
 declared once for the TOML files, the flags and the validation.  :func:`settings` applies
 the parsed flags over a ``--config`` file.
+
+:func:`job` wraps every job's ``main``: an expected failure (bad settings or input, a
+missing file, an existing model, a run that cannot be resumed, memory exhausted) is one
+line on stderr and a non-zero exit, not a traceback; ``--debug`` or ``MFSPARK_DEBUG=1``
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 
 from mfspark.config import FORMATS, TABLES, InputSpec, JobConfig, fields, override
 from mfspark.data.validate import typed_ratings
+from mfspark.engine.resume import ResumeError
+from mfspark.errors import MfsparkValueError
+from mfspark.io.model import ModelExistsError
 from mfspark.io.ratings import read_ratings
 from mfspark.io.settings import load
+
+#: Set to 1 to show the traceback of every failure of a job, as ``--debug`` does.
+DEBUG_ENV = "MFSPARK_DEBUG"
+#: Exit status of a job stopped by bad settings or input (argparse's, for its own errors).
+EXIT_BAD_INPUT = 2
+#: Exit status of a job that ran out of memory.
+EXIT_OUT_OF_MEMORY = 1
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+_JVM_OOM = "java.lang.OutOfMemoryError"
+
+Result = TypeVar("Result")
 
 _TYPES = {"int": int, "float": float, "str": str}
 
@@ -80,3 +105,101 @@ def read_flagged_ratings(spark: SparkSession, args: argparse.Namespace,
     spec = InputSpec(path=path, format=getattr(args, f"{key}_format"),
                      delimiter=getattr(args, f"{key}_delimiter"))
     return typed_ratings(read_ratings(spark, spec), path)[0]
+
+
+def add_debug_flag(p: argparse.ArgumentParser) -> None:
+    """``--debug``: show the Python traceback of a failure (read by :func:`job`)."""
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the Python traceback of an error (also: {DEBUG_ENV}=1)")
+
+
+def _raised_by_mfspark(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is mfspark's code, i.e. the error
+    is one of its worded checks rather than a failure inside a library it calls."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def _error_text(err: BaseException) -> str:
+    """``err``'s message, its JVM stack trace if captured, and those of its causes."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        try:  # a Py4JJavaError asks the JVM for its text, which may be gone
+            parts.append(str(current))
+        except Exception:  # noqa: BLE001 - any failure only loses this part of the text
+            parts.append(type(current).__name__)
+        parts.append(str(getattr(current, "_stackTrace", "") or ""))
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
+
+
+def out_of_memory_message(err: BaseException) -> str | None:
+    """One line naming the settings to change if ``err`` reports memory exhausted (a JVM
+    ``OutOfMemoryError`` in a Spark error's text, or a Python ``MemoryError``), else None."""
+    text = _error_text(err)
+    if _JVM_OOM in text:
+        line = next(x for x in text.splitlines() if _JVM_OOM in x)
+        found = line[line.index(_JVM_OOM):].strip()[:120]
+    elif isinstance(err, MemoryError) or "\nMemoryError" in text:
+        found = "Python MemoryError"
+    else:
+        return None
+    return (f"out of memory ({found}). Give Spark more memory (spark.driver.memory, "
+            "spark.executor.memory, e.g. spark-submit --driver-memory 4g --executor-memory "
+            "4g), or make the blocks smaller: more of them with --user-blocks / "
+            "--item-blocks (als.num_user_blocks / als.num_item_blocks; the estimator's "
+            "numUserBlocks / numItemBlocks) or a lower --block-memory-mb")
+
+
+def error_message(err: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status of an expected failure; None for anything else
+    (a bug: its traceback is shown)."""
+    if isinstance(err, MfsparkValueError) or (isinstance(err, ValueError)
+                                              and _raised_by_mfspark(err)):
+        return str(err), EXIT_BAD_INPUT
+    if isinstance(err, (ModelExistsError, ResumeError)):
+        return str(err), EXIT_BAD_INPUT
+    if isinstance(err, FileNotFoundError):
+        missing = f"{err.strerror}: {err.filename}" if err.filename else str(err)
+        return f"{missing} (check the path)", EXIT_BAD_INPUT
+    message = out_of_memory_message(err)
+    return (message, EXIT_OUT_OF_MEMORY) if message is not None else None
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        return True
+    probe = argparse.ArgumentParser(add_help=False)
+    add_debug_flag(probe)
+    return probe.parse_known_args(argv)[0].debug
+
+
+def job(main: Callable[[list[str] | None], Result]) -> Callable[[list[str] | None], Result]:
+    """Wrap a job's ``main(argv)``: what it returns is returned; an expected failure
+    (:func:`error_message`) prints ``PROG: error: MESSAGE`` to stderr and exits with its
+    status (2 for bad settings or input); anything else, and everything with ``--debug`` or
+    ``MFSPARK_DEBUG=1``, propagates with its traceback.  ``PROG`` is the job's script
+    name, as argparse names it."""
+    prog = f"{main.__module__.rsplit('.', 1)[-1]}.py"
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> Result:
+        args = sys.argv[1:] if argv is None else list(argv)
+        try:
+            return main(args)
+        except Exception as err:  # noqa: BLE001 - classified below, else re-raised
+            found = None if _debug_requested(args) else error_message(err)
+            if found is None:
+                raise
+            message, status = found
+            print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+            raise SystemExit(status) from None
+
+    return run

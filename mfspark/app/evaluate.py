@@ -15,7 +15,7 @@ import logging
 import time
 
 from mfspark.ml.model import ALSModel
-from mfspark.app.cli import add_ratings_flags, read_flagged_ratings
+from mfspark.app.cli import add_debug_flag, add_ratings_flags, job, read_flagged_ratings
 from mfspark.io import fs
 from mfspark.evaluation.metrics import ranking_metrics, rating_metrics
 from mfspark.ml.params import COLD_START_STRATEGIES
@@ -37,14 +37,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--relevance-threshold", type=float,
                    help="held-out items rated at least this are relevant (default: all)")
     p.add_argument("--cold-start", choices=COLD_START_STRATEGIES, default="fallback",
-                   help="prediction for unknown users/items (default fallback)")
+                   type=str.lower, help="prediction for unknown users/items, any case "
+                                        "(default fallback)")
     p.add_argument("--min-rating", type=float, help="clip predictions below")
     p.add_argument("--max-rating", type=float, help="clip predictions above")
     p.add_argument("--json", help="also write the report as JSON to this path")
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
+    add_debug_flag(p)
     return p
 
 
+@job
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.test_fraction is not None and not 0 < args.test_fraction < 1:

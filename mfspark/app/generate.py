@@ -11,6 +11,7 @@ import dataclasses
 import time
 
 from mfspark.io.ratings import write_ratings
+from mfspark.app.cli import add_debug_flag, job
 from mfspark.app.session import get_session
 from mfspark.data.synthetic import PlantedModel, floor_rmse, generate
 
@@ -19,6 +20,7 @@ SIZES = {"100k": (1_000, 1_700, 100_000), "1m": (6_000, 4_000, 1_000_000),
          "5m": (50_000, 20_000, 5_000_000), "20m": (140_000, 27_000, 20_000_000)}
 
 
+@job
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="generate.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output Parquet directory")
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--master", help="Spark master (default: spark-submit's, else local[*])")
     p.add_argument("--overwrite", action="store_true")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     users, items, ratings = SIZES[args.size]
     model = PlantedModel(num_users=args.users or users, num_items=args.items or items,

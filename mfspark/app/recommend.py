@@ -13,7 +13,7 @@ import logging
 import time
 
 from mfspark.ml.model import ALSModel
-from mfspark.app.cli import add_ratings_flags, read_flagged_ratings
+from mfspark.app.cli import add_debug_flag, add_ratings_flags, job, read_flagged_ratings
 from mfspark.io.tables import TABLE_FORMATS, read_ids, write_table
 from mfspark.ml.recommend import flatten
 from mfspark.app.session import get_session
@@ -34,9 +34,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=int, help="factor rows per block (default 4096)")
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_debug_flag(p)
     return p
 
 
+@job
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.k < 1:

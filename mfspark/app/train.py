@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import mfspark
-from mfspark.app.cli import add_settings_flags, settings
+from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings
 from mfspark.app.report import train_report
 from mfspark.app.session import get_session
 from mfspark.config import JobConfig, settings_record
@@ -29,7 +29,8 @@ from mfspark.data.split import random_split
 from mfspark.engine import resume
 from mfspark.engine.loop import fit, log_iteration
 from mfspark.io import fs
-from mfspark.io.model import check_writable, write_model
+from mfspark.io.model import SavedModel, check_writable, read_model, write_model
+from mfspark.ml.freshness import check_compatible, initial_factors, initial_record
 from mfspark.ml.metadata import model_metadata
 
 log = logging.getLogger("mfspark")
@@ -84,6 +85,18 @@ def account(read: int, used: int, rejected: int, merged: int) -> dict[str, int]:
     return counts
 
 
+def initial_model(spark: SparkSession, config: JobConfig) -> tuple[SavedModel, dict] | None:
+    """The model a warm start begins from (``config.init_model``) and what the new model
+    records about it (path, metadata fingerprint), checked against the run's rank and
+    variant before any work; None for a cold start."""
+    if not config.init_model:
+        return None
+    path = fs.qualify(spark, config.init_model)
+    saved = read_model(spark, path)
+    check_compatible(saved.metadata, config.als, path)
+    return saved, initial_record(saved.metadata, path)
+
+
 def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
           with_baselines: bool = False, resume_run: bool = False) -> TrainResult:
     """Train the model described by ``config`` and save it under ``config.out``/model.
@@ -91,12 +104,15 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     With ``resume_run`` the run continues from the last complete iteration stored under
     ``config.out``/iterations by an earlier run with the same settings and input
     (:mod:`mfspark.engine.resume`); the model is the same as an uninterrupted run's.
+    With ``config.init_model`` the run is warm-started from that saved model's factors
+    (:mod:`mfspark.ml.freshness`); a resumed warm run continues from its own iterations.
     """
     began = time.perf_counter()
     clock = PhaseClock()
     out = fs.qualify(spark, config.out)
     model_dir, work_dir = f"{out}/model", f"{out}/iterations"
     check_writable(spark, model_dir, overwrite)
+    warm = initial_model(spark, config)
     source = config.input.path or "the embedded sample"
     loaded = load(spark, config.input, f"{out}/rejected")
     ratings = loaded.ratings.persist(StorageLevel.MEMORY_AND_DISK)
@@ -113,6 +129,8 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
              parts.num_users, parts.num_items, parts.num_test, stats.rejected, loaded.merged,
              parts.mu)
     record = resume.run_record(config, parts, counts)
+    if warm is not None:  # the same path holding another model is another run
+        record["init_model_fingerprint"] = warm[1]["fingerprint"]
     state = (resume.resume_point(spark, work_dir, record, parts, config.als)
              if resume_run else None)
     if state is None:
@@ -123,7 +141,13 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     if base:
         fs.delete(spark, f"{out}/baselines")
         clock.lap("baselines")
-    fitted = fit(parts, config.als, work_dir, on_iteration=log_iteration, resume=state)
+    start = None
+    if warm is not None and state is None:
+        saved = warm[0]
+        start = initial_factors(saved.user_factors, saved.item_factors, saved.metadata,
+                                prepared, config.als, warm[1]["path"])
+    fitted = fit(parts, config.als, work_dir, on_iteration=log_iteration, resume=state,
+                 initial=start)
     clock.lap("fit")
     recorded = settings_record(config)
     metadata = model_metadata(
@@ -132,7 +156,8 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
         input={"path": source, **{k: recorded["input"][k] for k in
                                   ("format", "on_bad_rows", "duplicates", "rating_range")}},
         resumed_after_iteration=len(state.history) if state is not None else None,
-        test_fraction=config.test_fraction, split_seed=config.split_seed, baselines=base)
+        test_fraction=config.test_fraction, split_seed=config.split_seed, baselines=base,
+        initial_model=warm[1] if warm is not None else None)
     write_model(spark, model_dir, prepared.factors(spark, fitted, "user"),
                 prepared.factors(spark, fitted, "item"), metadata, overwrite)
     prepared.unpersist()
@@ -165,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
                    help="print the top 5 unseen items of N users")
     p.add_argument("--report", metavar="DIR",
                    help="write metrics (CSV, JSON) and plots (PNG, with matplotlib) to DIR")
+    add_debug_flag(p)
     return p
 
 
@@ -205,6 +231,7 @@ def show_top(result: TrainResult, show: int, k: int = 5) -> None:
         print(f"user {row['user']}: top unseen items {shown}")
 
 
+@job
 def main(argv: list[str] | None = None) -> TrainResult:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

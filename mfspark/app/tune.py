@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mfspark import config as cfg
 from mfspark.app import report
-from mfspark.app.cli import add_settings_flags, settings
+from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings
 from mfspark.app.session import get_session
 from mfspark.data.split import SplitError
 from mfspark.evaluation import grid as grids
@@ -71,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="write metrics and plots to DIR (local path)")
     p.add_argument("--master", help="Spark master URL (default: spark-submit's, else local[*])")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in --out")
+    add_debug_flag(p)
     return p
 
 
@@ -140,6 +141,7 @@ def progress(line: str) -> None:
     print(line, flush=True)
 
 
+@job
 def main(argv: list[str] | None = None) -> tune.TuneResult:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)

@@ -14,9 +14,10 @@ from pyspark.sql import functions as F
 
 from mfspark.config import DUPLICATE_POLICIES
 from mfspark.data.validate import first_rows
+from mfspark.errors import MfsparkValueError
 
 
-class DuplicateRatingsError(ValueError):
+class DuplicateRatingsError(MfsparkValueError):
     """The input rates some (user, item) pair more than once and the policy is ``fail``."""
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from mfspark.errors import MfsparkValueError
+
 _BUCKETS = 1_000_000
 
 
-class SplitError(ValueError):
+class SplitError(MfsparkValueError):
     """A split was asked for with bad arguments or data lacking a column it needs."""
 
 

@@ -19,11 +19,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mfspark.errors import MfsparkValueError
+
 _INTEGER = r"^[+-]?[0-9]{1,18}$"
 _EXAMPLES = 5
 
 
-class InvalidRatingsError(ValueError):
+class InvalidRatingsError(MfsparkValueError):
     """The ratings contain rows that cannot be trained on."""
 
 

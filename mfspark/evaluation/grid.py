@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mfspark.config import ALSParams, ConfigError
+from mfspark.errors import MfsparkValueError
 
 #: The parameters a search may vary.
 TUNABLE = ("rank", "reg", "reg_scale", "iterations")
@@ -23,7 +24,7 @@ TUNABLE = ("rank", "reg", "reg_scale", "iterations")
 Candidate = dict[str, Any]
 
 
-class GridError(ValueError):
+class GridError(MfsparkValueError):
     """A search space is empty, names an unknown parameter or holds a bad value."""
 
 

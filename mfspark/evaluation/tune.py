@@ -36,6 +36,7 @@ from mfspark.config import JobConfig
 from mfspark.data import split
 from mfspark.data.prepare import load, prepare
 from mfspark.engine.loop import Fit, fit
+from mfspark.errors import MfsparkValueError
 from mfspark.evaluation.grid import TUNABLE, Candidate
 from mfspark.io import fs
 
@@ -46,7 +47,7 @@ LOWER_IS_BETTER = ("rmse", "mae")
 HOLDOUTS = ("random", "user", "temporal")
 
 
-class TuneError(ValueError):
+class TuneError(MfsparkValueError):
     """Model selection was asked for with bad settings."""
 
 

@@ -15,11 +15,13 @@ from pyspark.ml import Model
 from pyspark.ml.util import (DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader,
                              MLWritable, MLWriter)
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from mfspark.ml import predict, recommend
 from mfspark.io import fs
 from mfspark.io.model import read_model, write_model
-from mfspark.ml.params import ModelParams
+from mfspark.ml.freshness import fold_in
+from mfspark.ml.params import ModelParams, ParamError
 
 
 class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
@@ -37,12 +39,17 @@ class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
 
     @property
     def userFactors(self) -> DataFrame:
-        """User factors: ``id``, ``features`` (array<double>), ``bias`` (double)."""
+        """User factors: ``id``, ``features`` (array<double>), ``bias`` (double); with
+        ``compatibleSchema``, MLlib's ``id`` (int) and ``features`` (array<float>) only."""
+        if self.getCompatibleSchema():
+            return predict.mllib_factors(self._user_factors, "user")
         return self._user_factors.select("id", "features", "bias")
 
     @property
     def itemFactors(self) -> DataFrame:
-        """Item factors: ``id``, ``features`` (array<double>), ``bias`` (double)."""
+        """Item factors, as :attr:`userFactors`."""
+        if self.getCompatibleSchema():
+            return predict.mllib_factors(self._item_factors, "item")
         return self._item_factors.select("id", "features", "bias")
 
     @property
@@ -80,23 +87,43 @@ class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
     def setBlockSize(self, value: int) -> "ALSModel":
         return self._set(blockSize=value)
 
+    def setCompatibleSchema(self, value: bool) -> "ALSModel":
+        return self._set(compatibleSchema=value)
+
+    def _sides(self) -> tuple[DataFrame, DataFrame]:
+        """The user and item factors with the ID type of the outputs (int with
+        ``compatibleSchema``, else the model's own)."""
+        users, items = self._user_factors, self._item_factors
+        if self.getCompatibleSchema():
+            users = users.withColumn("id", predict.int_ids(users, "id", "user"))
+            items = items.withColumn("id", predict.int_ids(items, "id", "item"))
+        return users, items
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        """Append ``predictionCol``: ``mu + b + c + u . v`` with the cold-start strategy."""
+        """Append ``predictionCol``: ``mu + b + c + u . v`` with the cold-start strategy
+        (a double; with ``compatibleSchema``, MLlib's float, and the ID columns as int)."""
         self.checkModelParams()
         low, high = self.clipRange()
-        return predict.predict_ratings(
+        out = predict.predict_ratings(
             dataset, self._user_factors, self._item_factors, self._mu, self.getUserCol(),
             self.getItemCol(), self.getPredictionCol(), self.getColdStartStrategy(), low, high)
+        if self.getCompatibleSchema():  # MLlib casts the ID columns in place, too
+            column = self.getPredictionCol()
+            out = out.withColumns({
+                self.getUserCol(): predict.int_ids(out, self.getUserCol(), "user"),
+                self.getItemCol(): predict.int_ids(out, self.getItemCol(), "item"),
+                column: F.col(f"`{column}`").cast("float")})
+        return out
 
     def _recommend(self, to_users: bool, k: int, subset: DataFrame | None,
                    exclude: DataFrame | None) -> DataFrame:
-        src, dst = ((self._user_factors, self._item_factors) if to_users
-                    else (self._item_factors, self._user_factors))
+        users, items = self._sides()
+        src, dst = (users, items) if to_users else (items, users)
         src_col, dst_col = ((self.getUserCol(), self.getItemCol()) if to_users
                             else (self.getItemCol(), self.getUserCol()))
         if subset is not None:
             if src_col not in subset.columns:
-                raise ValueError(f"column {src_col!r} not found; the DataFrame has "
+                raise ParamError(f"column {src_col!r} not found; the DataFrame has "
                                  f"{subset.columns}")
             wanted = subset.select(subset[src_col].try_cast(src.schema["id"].dataType)
                                    .alias("id")).distinct()
@@ -125,6 +152,19 @@ class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
         """Top ``numUsers`` users for the items of ``dataset[itemCol]`` known to the model."""
         return self._recommend(False, numUsers, dataset, exclude)
 
+    def foldInUsers(self, ratings: DataFrame, ratingCol: str = "rating"
+                    ) -> tuple["ALSModel", dict[str, Any]]:
+        """A new model in which the users of ``ratings`` (userCol, itemCol, ratingCol) have
+        the factors and biases of one exact half-step against this model's items
+        (docs/freshness.md), and the summary: ratings used and ignored (unknown items),
+        users solved, new, updated and skipped."""
+        return fold_in(self, ratings, "user", rating_col=ratingCol)
+
+    def foldInItems(self, ratings: DataFrame, ratingCol: str = "rating"
+                    ) -> tuple["ALSModel", dict[str, Any]]:
+        """As :meth:`foldInUsers`, for the items of ``ratings`` against this model's users."""
+        return fold_in(self, ratings, "item", rating_col=ratingCol)
+
     def write(self) -> MLWriter:
         """An :class:`MLWriter` for the model layout of :mod:`mfspark.io.model`."""
         return _ALSModelWriter(self)
@@ -133,6 +173,10 @@ class ALSModel(Model, ModelParams, MLWritable, MLReadable["ALSModel"]):
     def read(cls) -> MLReader["ALSModel"]:
         """An :class:`MLReader` that also reads models written by ``jobs/train.py``."""
         return _ALSModelReader()
+
+
+#: What ``save`` onto an existing path suggests (MLlib's advice).
+OVERWRITE_HINT = "use write().overwrite().save(path) to replace it"
 
 
 class _ALSModelWriter(MLWriter):
@@ -154,7 +198,7 @@ class _ALSModelWriter(MLWriter):
             DefaultParamsWriter.saveMetadata(model, staging, spark)
 
         write_model(spark, path, model._user_factors, model._item_factors, metadata,
-                    overwrite=self.shouldOverwrite, extra=params)
+                    overwrite=self.shouldOverwrite, extra=params, hint=OVERWRITE_HINT)
 
 
 class _ALSModelReader(MLReader[ALSModel]):

@@ -29,6 +29,7 @@ from pyspark.sql import types as T
 
 from mfspark.core.topn import block_top_k
 from mfspark.engine.loop import parallelism
+from mfspark.ml.params import ParamError
 
 
 def _blocks(factors: DataFrame, num_blocks: int, name: str) -> DataFrame:
@@ -47,7 +48,7 @@ def _seen_by_block_pair(exclude: DataFrame, src_col: str, dst_col: str, src_type
     """The pairs to exclude, cast to the model's ID types and grouped by block pair."""
     for column in (src_col, dst_col):
         if column not in exclude.columns:
-            raise ValueError(f"the DataFrame of pairs to exclude needs column {column!r}; "
+            raise ParamError(f"the DataFrame of pairs to exclude needs column {column!r}; "
                              f"it has {exclude.columns}")
     pairs = (exclude.select(F.col(src_col).try_cast(src_type).alias("s"),
                             F.col(dst_col).try_cast(dst_type).alias("d"))
@@ -117,7 +118,7 @@ def recommend(src: DataFrame, dst: DataFrame, mu: float, k: int, block_size: int
         best first.
     """
     if not isinstance(k, int) or k < 1:
-        raise ValueError(f"the number of recommendations must be an integer >= 1, got {k!r}")
+        raise ParamError(f"the number of recommendations must be an integer >= 1, got {k!r}")
     spark = src.sparkSession
     n_src, n_dst = src.count(), dst.count()
     cores = parallelism(spark)

@@ -147,7 +147,7 @@ def test_ci_docker_script():
 
 
 @pytest.mark.parametrize("job", ["train", "tune", "recommend", "evaluate", "generate",
-                                 "benchmark"])
+                                 "benchmark", "foldin"])
 def test_console_scripts_are_the_jobs(job):
     """``pip install`` puts each job on PATH as ``mfspark-<job>``, the same program as
     ``python jobs/<job>.py`` (one main per job, in mfspark.app)."""

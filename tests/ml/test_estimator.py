@@ -130,20 +130,25 @@ def test_blocks_default_to_the_cluster_unless_set():
     assert ALS(implicitPrefs=True).setCgSteps(3).training_params().cg_steps == 3
 
 
-def test_every_mllib_setter_and_getter_exists():
-    """Switching the import keeps every accessor a pipeline may call, except MLlib's two
-    storage-level parameters (its internal RDDs; mfspark persists its packed blocks
-    MEMORY_AND_DISK)."""
+def test_every_mllib_setter_and_getter_exists(spark):
+    """Switching the import keeps every accessor a pipeline may call, the storage-level
+    parameters' included, and the storage levels set are the ones read back."""
     from pyspark.ml.recommendation import ALS as MLlibALS
     from pyspark.ml.recommendation import ALSModel as MLlibALSModel
 
     from mfspark import ALS, ALSModel
 
-    storage = {"getFinalStorageLevel", "getIntermediateStorageLevel", "setFinalStorageLevel",
-               "setIntermediateStorageLevel"}
     for theirs, ours in ((MLlibALS, ALS), (MLlibALSModel, ALSModel)):
         names = {n for n in dir(theirs) if n.startswith(("set", "get", "recommend"))}
-        assert sorted(n for n in names - storage if not hasattr(ours, n)) == []
+        assert sorted(n for n in names if not hasattr(ours, n)) == []
+    storage = {"getFinalStorageLevel", "getIntermediateStorageLevel", "setFinalStorageLevel",
+               "setIntermediateStorageLevel"}
+    assert storage <= {n for n in dir(MLlibALS)}  # so the loop above requires them
+    levels = ALS().setIntermediateStorageLevel("DISK_ONLY").setFinalStorageLevel("MEMORY_ONLY")
+    assert (levels.getIntermediateStorageLevel(), levels.getFinalStorageLevel()) == \
+        ("DISK_ONLY", "MEMORY_ONLY")
+    assert (ALS().getIntermediateStorageLevel(), ALS().getFinalStorageLevel()) == \
+        (MLlibALS().getIntermediateStorageLevel(), MLlibALS().getFinalStorageLevel())
     als = ALS().setImplicitPrefs(True).setAlpha(2.0).setNonnegative(True).setNumUserBlocks(3)
     assert (als.getImplicitPrefs(), als.getAlpha(), als.getNonnegative(),
             als.getNumUserBlocks(), als.getNumItemBlocks()) == (True, 2.0, True, 3, 10)
