@@ -13,10 +13,10 @@ told apart by ``kind``:
   column positions, -1 where the key is unknown to training;
 - ``NEEDS``: the sorted keys of the fixed-side rows the block references (training columns
   first, ``n`` of them, then columns only held-out ratings reference; ``target`` holds the
-  block's number of rows); the fixed side's factors are joined to this row in each
-  half-step;
-- ``GRAM``, ``OWN``: placeholders that the fixed side's Gram matrix (implicit feedback) and
-  the block's own previous factors (conjugate gradient, warm starts) are joined to;
+  block's number of rows);
+- ``FIXED``, ``GRAM``, ``OWN``: empty placeholders that the fixed side's factor chunks, its
+  Gram matrix (implicit feedback) and the block's own previous factors (conjugate gradient,
+  warm starts) are joined to, so that no joined chunk carries a copy of a full row;
 - ``REQUEST``: which of this block's rows another block needs (``target``: the requesting
   block), so that a half-step can route each block exactly the rows it references
   (MLlib's out-blocks) when the fixed side is too large to send whole.
@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 from mfspark.core.packing import (block_of, checksum, decode_keys, encode_chunk, encode_keys,
                                   encode_positions, sort_order)
 
-TRAIN, TEST, NEEDS, GRAM, OWN, REQUEST = range(6)
+TRAIN, TEST, NEEDS, GRAM, OWN, REQUEST, FIXED = range(7)
 
 #: One row of a packed block (module docstring); ``rating_sum`` and ``checksum`` give the
 #: global mean and the run fingerprint without unpacking.
@@ -179,6 +179,7 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
                     -1, float(t_ratings.sum()), 0))
     out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
                 0.0, 0))
+    out.append((block, 0, FIXED, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, GRAM, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, OWN, 0, b"", b"", b"", -1, 0.0, 0))
     targets = other.label_of(needs)
@@ -190,20 +191,34 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
                                       "target", "rating_sum", "checksum"])
 
 
+#: Rows per in-memory columnar batch of the cached packed frames: Spark's default of 10,000
+#: puts a whole block (every chunk's blobs) into one batch, built in one growing buffer on the
+#: heap; a few rows per batch bound that buffer by a few chunks.
+CACHE_BATCH_ROWS = 4
+
+
 @contextmanager
-def arrow_batch_size(spark: SparkSession, chunk_ratings: int):
-    """Within the ``with`` block, pandas UDFs get Arrow batches of
-    :data:`PARTITION_ARROW_BATCH` rows (at most ``chunk_ratings``), unless the user has set
-    ``spark.sql.execution.arrow.maxRecordsPerBatch`` (then it is left alone)."""
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    if spark.conf.get(key, None) is not None:
-        yield
-        return
-    spark.conf.set(key, str(max(1, min(PARTITION_ARROW_BATCH, chunk_ratings))))
+def session_defaults(spark: SparkSession, wanted: dict[str, str]):
+    """Within the ``with`` block, each of ``wanted``'s settings that the user has not made
+    takes its value there; a setting the user has made is left alone."""
+    ours = [key for key in wanted if spark.conf.get(key, None) is None]
+    for key in ours:
+        spark.conf.set(key, wanted[key])
     try:
         yield
     finally:
-        spark.conf.unset(key)
+        for key in ours:
+            spark.conf.unset(key)
+
+
+def partition_settings(spark: SparkSession, chunk_ratings: int):
+    """Pandas UDFs get Arrow batches of :data:`PARTITION_ARROW_BATCH` rows (at most
+    ``chunk_ratings``) and cached frames are built in batches of :data:`CACHE_BATCH_ROWS`
+    rows (:func:`session_defaults`)."""
+    return session_defaults(spark, {
+        "spark.sql.execution.arrow.maxRecordsPerBatch":
+            str(max(1, min(PARTITION_ARROW_BATCH, chunk_ratings))),
+        "spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)})
 
 
 def _packer(other: Layout, chunk_ratings: int):
@@ -257,17 +272,17 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
                              F.col("rating").cast("double").alias("r"),
                              F.col("test").cast("boolean").alias("t"))
               .mapInPandas(split, _PIECE_SCHEMA)
-              .persist(StorageLevel.MEMORY_AND_DISK))  # split once, packed twice
+              .persist(StorageLevel.DISK_ONLY))  # split once, packed twice; off the heap
     made: list[DataFrame] = []
     try:
-        with arrow_batch_size(spark, chunk_ratings):
+        with partition_settings(spark, chunk_ratings):
             first = []
             for side in (0, 1):
                 packed = (pieces.filter(F.col("side") == side).drop("side")
                           .repartition(layouts[side].num_blocks, "block")
                           .groupBy("block").applyInPandas(
                               _packer(layouts[1 - side], chunk_ratings), PACKED_SCHEMA)
-                          .persist(StorageLevel.MEMORY_AND_DISK))
+                          .persist(StorageLevel.DISK_ONLY))  # read once more, below
                 made.append(packed)
                 first.append(packed)
             for side in (0, 1):

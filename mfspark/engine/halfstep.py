@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tracemalloc
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from mfspark.core.packing import (FACTOR_TYPES, decode_chunk, decode_factors, de
                                   decode_positions, encode_factors)
 from mfspark.core.solvers import SolveError
 from mfspark.core.state import seeded_factors
-from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, needs_of
+from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, needs_of, session_defaults
 from mfspark.io.factors import (FACTOR_WRITE_OPTIONS, FACTORS, GRAM, ROUTED,
                                 SOLUTION_CHUNK_BYTES, SOLUTION_SCHEMA, STATS,
                                 NonFiniteFactorsError)
@@ -257,6 +258,17 @@ def seed_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
                 {"penalty": penalty, "ratings": len(rows)})
 
 
+#: Output rows (factor chunks of at most ``SOLUTION_CHUNK_BYTES``) per Arrow batch.
+OUTPUT_BATCH_ROWS = 8
+#: Session settings of a half-step's job (unless the user has made them): a block's rows
+#: (chunks of several MiB) cross to its Python worker a few at a time, and the routed
+#: chunks a block receives are spilled to disk by the join that gathers them instead of
+#: being held on the heap all at once.
+HALF_STEP_SETTINGS = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(OUTPUT_BATCH_ROWS),
+                      "spark.sql.sortMergeJoinExec.buffer.in.memory.threshold": "4",
+                      "spark.sql.sortMergeJoinExec.buffer.spill.threshold": "16"}
+
+
 def _metrics() -> tuple:
     """What the driver collects from every half-step's write: sums over the blocks."""
     return (F.sum("sse").alias("sse"), F.sum("penalty").alias("penalty"),
@@ -270,13 +282,19 @@ def run(frame: DataFrame, step: Step, path: str, group=solve_group) -> dict:
     the result to ``path`` and return the observed sums; a block's failure (a singular
     system, non-finite factors) is raised here, on the driver, with its message."""
 
-    def udf(pdf: pd.DataFrame) -> pd.DataFrame:
-        return group(pdf, step)
+    def udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        # the iterator form: a block's rows arrive in Arrow batches, and its output (the
+        # factor chunks, and their routed copies) leaves in batches of a few chunks, so that
+        # no buffer on either side of the worker holds a whole side's share at once
+        out = group(pd.concat(list(batches), ignore_index=True), step)
+        for lo in range(0, max(len(out), 1), OUTPUT_BATCH_ROWS):
+            yield out.iloc[lo:lo + OUTPUT_BATCH_ROWS]
 
     observation = Observation()
-    (frame.groupBy("block").applyInPandas(udf, SOLUTION_SCHEMA)
-     .observe(observation, *_metrics())
-     .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
+    with session_defaults(frame.sparkSession, HALF_STEP_SETTINGS):
+        (frame.groupBy("block").applyInPandas(udf, SOLUTION_SCHEMA)
+         .observe(observation, *_metrics())
+         .write.mode("overwrite").options(**FACTOR_WRITE_OPTIONS).parquet(path))
     got = dict(observation.get)
     error = got.get("error")
     if error:

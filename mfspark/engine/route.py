@@ -1,7 +1,7 @@
 """How the fixed side's factors reach the blocks of a half-step.
 
 Each block's ``NEEDS`` row lists the fixed-side keys it references.  The fixed side's factor
-file is joined to that row, one of two ways:
+chunks are joined to the block's empty ``FIXED`` row, one of two ways:
 
 - **whole** (the fixed side fits :attr:`mfspark.config.ALSParams.broadcast_mb`): every factor
   chunk is broadcast (Spark's broadcast join) and each block picks its rows;
@@ -22,7 +22,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from mfspark.engine.blocks import GRAM, NEEDS, OWN
+from mfspark.engine.blocks import FIXED, GRAM, OWN
 from mfspark.io.factors import FACTORS, ROUTED
 from mfspark.io.factors import GRAM as GRAM_ROWS
 from mfspark.io.factors import read_solution
@@ -55,9 +55,9 @@ def with_fixed(packed: DataFrame, fixed_path: str, routed: bool, num_blocks: int
     if routed:
         rows = files.filter(F.col("kind") == ROUTED).select(F.col("dest").alias("_block"),
                                                              "blob")
-        out = _by_block(packed, rows, NEEDS, "fixed", num_blocks)
+        out = _by_block(packed, rows, FIXED, "fixed", num_blocks)
     else:
-        out = _by_kind(packed, files.filter(F.col("kind") == FACTORS), NEEDS, "fixed")
+        out = _by_kind(packed, files.filter(F.col("kind") == FACTORS), FIXED, "fixed")
     if gram:
         out = _by_kind(out, files.filter(F.col("kind") == GRAM_ROWS), GRAM, "gram")
     return out

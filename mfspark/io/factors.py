@@ -36,9 +36,18 @@ SOLUTION_SCHEMA = ("block int, chunk int, kind int, dest int, blob binary, sse d
 SOLUTION_CHUNK_BYTES = 4 << 20
 
 #: Parquet writer options of the factor files: raw doubles do not compress, and a
-#: dictionary or min/max statistics of multi-megabyte binary values only cost time.
+#: dictionary or min/max statistics of multi-megabyte binary values only cost time.  A
+#: writer buffers a page and a row group on the heap and checks their sizes only every 100
+#: to 10,000 rows by default: with chunks of several MiB that is hundreds of MiB per task.
+#: Checked every few rows, with 16 MiB row groups, a task holds a few chunks whatever the
+#: side's size.
 FACTOR_WRITE_OPTIONS = {"compression": "none", "parquet.enable.dictionary": "false",
-                        "parquet.column.statistics.enabled": "false"}
+                        "parquet.column.statistics.enabled": "false",
+                        "parquet.block.size": str(16 << 20),
+                        "parquet.block.size.row.check.min": "1",
+                        "parquet.block.size.row.check.max": "4",
+                        "parquet.page.size.row.check.min": "1",
+                        "parquet.page.size.row.check.max": "4"}
 
 #: One row per factor row of a side: its key, bias and factors.
 FACTOR_ROWS_SCHEMA = "key long, bias double, features array<double>"

@@ -139,18 +139,22 @@ def test_blocks_are_balanced_whatever_the_ids(keys):
     np.testing.assert_array_equal(block_of(keys, 4), blocks)  # a function of the key only
 
 
-def test_partitioning_batch_size_is_scoped_and_respects_the_users_setting(spark):
-    from mfspark.engine.blocks import PARTITION_ARROW_BATCH, arrow_batch_size
+def test_partitioning_settings_are_scoped_and_respect_the_users_settings(spark):
+    from mfspark.engine.blocks import CACHE_BATCH_ROWS, PARTITION_ARROW_BATCH, partition_settings
 
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    assert spark.conf.get(key, None) is None
-    with arrow_batch_size(spark, 1 << 20):
-        assert spark.conf.get(key) == str(PARTITION_ARROW_BATCH)
-    assert spark.conf.get(key, None) is None
-    spark.conf.set(key, "777")
+    arrow = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    cache = "spark.sql.inMemoryColumnarStorage.batchSize"
+    assert spark.conf.get(arrow, None) is None and spark.conf.get(cache, None) is None
+    with partition_settings(spark, 1 << 20):
+        assert spark.conf.get(arrow) == str(PARTITION_ARROW_BATCH)
+        assert spark.conf.get(cache) == str(CACHE_BATCH_ROWS)
+    assert spark.conf.get(arrow, None) is None and spark.conf.get(cache, None) is None
+    spark.conf.set(arrow, "777")
     try:
-        with arrow_batch_size(spark, 1 << 20):
-            assert spark.conf.get(key) == "777"
-        assert spark.conf.get(key) == "777"
+        with partition_settings(spark, 1 << 20):
+            assert spark.conf.get(arrow) == "777"
+            assert spark.conf.get(cache) == str(CACHE_BATCH_ROWS)
+        assert spark.conf.get(arrow) == "777"
+        assert spark.conf.get(cache, None) is None
     finally:
-        spark.conf.unset(key)
+        spark.conf.unset(arrow)
