@@ -321,7 +321,8 @@ def override(config: JobConfig, **values: Any) -> JobConfig:
 
 def to_dict(config: JobConfig) -> dict[str, dict[str, Any]]:
     """The TOML-shaped view of a config (None values left out, as TOML has no null)."""
-    out = {f.name: getattr(config, f.name) for f in fields(JobConfig)}
+    out = {f.name: getattr(config, f.name) for f in fields(JobConfig)
+           if getattr(config, f.name) is not None}
     spec = dataclasses.asdict(config.input)
     spec["rating_range"] = list(spec["rating_range"]) if spec["rating_range"] else False
     return {"input": {k: v for k, v in spec.items() if v is not None},

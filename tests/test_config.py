@@ -93,6 +93,11 @@ def test_dumps_round_trips_through_load(tmp_path):
     no_range = cfg.override(cfg.JobConfig(), rating_range=False)
     path.write_text(settings.dumps(no_range))
     assert settings.load(path).input.rating_range is None
+    # an unset optional output setting is left out (TOML has no null), a set one kept
+    assert "init_model" not in settings.dumps(cfg.JobConfig())
+    warm = cfg.override(cfg.JobConfig(), init_model="models/yesterday")
+    path.write_text(settings.dumps(warm))
+    assert settings.load(path) == warm
 
 
 @pytest.mark.parametrize("values,message", [
