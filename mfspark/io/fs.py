@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -212,6 +213,17 @@ def read_text(spark: SparkSession, path: str) -> str:
     """The whole UTF-8 text of the file at ``path`` (not through Spark's readers, which
     skip files whose names start with ``_`` or ``.``)."""
     return _backend(spark).read_bytes(path).decode("utf-8")
+
+
+def scratch_dir(spark: SparkSession, prefix: str) -> str | None:
+    """A new, qualified directory name ``<base>/<prefix>-<random>`` for a run's temporary
+    files, where ``base`` is ``spark.checkpoint.dir`` or, on a local master, the local
+    temporary directory; None when neither applies (the caller must be given a directory
+    that the driver and every executor can reach)."""
+    base = spark.conf.get("spark.checkpoint.dir", None)
+    if not base and spark.conf.get("spark.master", "").startswith("local"):
+        base = (spark.conf.get("spark.local.dir", None) or tempfile.gettempdir()).split(",")[0]
+    return qualify(spark, f"{base}/{prefix}-{uuid.uuid4().hex[:12]}") if base else None
 
 
 def qualify(spark: SparkSession, path: str) -> str:

@@ -14,8 +14,6 @@ the work directory is deleted (factors read from a kept ``workDir`` stay on Parq
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from typing import Any
 
 from pyspark import keyword_only
@@ -155,14 +153,11 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
         """(directory, whether it is temporary and deleted after fitting)."""
         if self.isDefined(self.workDir):
             return fs.qualify(spark, self.getOrDefault(self.workDir)), False
-        base = spark.conf.get("spark.checkpoint.dir", None)
-        if not base and spark.conf.get("spark.master", "").startswith("local"):
-            base = (spark.conf.get("spark.local.dir", None) or tempfile.gettempdir())
-            base = base.split(",")[0]
-        if not base:
+        scratch = fs.scratch_dir(spark, "mfspark-als")
+        if scratch is None:
             raise ParamError("set workDir to a directory that the driver and every executor "
                              "can reach (e.g. on HDFS), or set spark.checkpoint.dir")
-        return fs.qualify(spark, f"{base}/mfspark-als-{uuid.uuid4().hex[:12]}"), True
+        return scratch, True
 
     def _fit(self, dataset: DataFrame) -> ALSModel:
         params = self.training_params()

@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -129,15 +128,13 @@ def initial_from_model(model: ALSModel, prepared: Prepared,
 def scratch_dir(spark: SparkSession, base: str | None = None) -> str:
     """A new directory for a fold-in's half-step files under ``base``, by default
     ``spark.checkpoint.dir`` or, on a local master, the local temporary directory."""
-    if base is None:
-        base = spark.conf.get("spark.checkpoint.dir", None)
-        if not base and spark.conf.get("spark.master", "").startswith("local"):
-            base = (spark.conf.get("spark.local.dir", None) or tempfile.gettempdir())
-            base = base.split(",")[0]
-        if not base:
-            raise FoldInError("pass work_dir: a directory that the driver and every executor "
-                              "can reach (e.g. on HDFS), or set spark.checkpoint.dir")
-    return fs.qualify(spark, f"{base}/mfspark-foldin-{uuid.uuid4().hex[:12]}")
+    if base is not None:
+        return fs.qualify(spark, f"{base}/mfspark-foldin-{uuid.uuid4().hex[:12]}")
+    scratch = fs.scratch_dir(spark, "mfspark-foldin")
+    if scratch is None:
+        raise FoldInError("pass work_dir: a directory that the driver and every executor "
+                          "can reach (e.g. on HDFS), or set spark.checkpoint.dir")
+    return scratch
 
 
 def _typed(model: ALSModel, ratings: DataFrame, side: str,
