@@ -24,7 +24,7 @@ from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings
 from mfspark.app.report import train_report
 from mfspark.app.session import get_session
 from mfspark.config import JobConfig, settings_record
-from mfspark.data.prepare import Prepared, load, prepare
+from mfspark.data.prepare import Prepared, check_packed_duplicates, load, prepare
 from mfspark.data.split import random_split
 from mfspark.engine import resume
 from mfspark.engine.loop import fit, log_iteration
@@ -114,13 +114,14 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     check_writable(spark, model_dir, overwrite)
     warm = initial_model(spark, config)
     source = config.input.path or "the embedded sample"
-    loaded = load(spark, config.input, f"{out}/rejected")
+    loaded = load(spark, config.input, f"{out}/rejected", on_phase=clock.lap,
+                  pack_checks_duplicates=True)
     ratings = loaded.ratings.persist(StorageLevel.MEMORY_AND_DISK)
     train_df, test_df = (random_split(ratings, config.test_fraction, config.split_seed)
                          if config.test_fraction > 0 else (ratings, None))
     stats = loaded.stats
-    clock.lap("read, validate, deduplicate")
     prepared = prepare(train_df, config.als, test_df)
+    check_packed_duplicates(loaded, prepared, source)
     parts = prepared.ratings
     clock.lap("split, key, partition")
     counts = account(stats.rows, parts.count + parts.num_test, stats.rejected, loaded.merged)
@@ -149,6 +150,9 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     fitted = fit(parts, config.als, work_dir, on_iteration=log_iteration, resume=state,
                  initial=start)
     clock.lap("fit")
+    iterating = sum(h["seconds"] for h in fitted.history[len(state.history) if state else 0:])
+    clock.laps["fit: start"] = clock.laps["fit"] - iterating
+    clock.laps["fit: iterations"] = clock.laps.pop("fit") - clock.laps["fit: start"]
     recorded = settings_record(config)
     metadata = model_metadata(
         config.als, fitted, prepared, stats, rows_read=stats.rows, num_test=parts.num_test,

@@ -15,6 +15,7 @@ DataFrame and validates it strictly instead).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -40,14 +41,38 @@ class Loaded:
     """Rows read, bad rows per reason, the ID types."""
     merged: int
     """Rows folded into another rating of the same (user, item) pair."""
+    duplicates_unchecked: bool = False
+    """The ``fail`` policy's check is left to the packing (:func:`check_packed_duplicates`)."""
 
 
-def load(spark: SparkSession, spec: InputSpec, rejected_dir: str) -> Loaded:
+#: Spark SQL type names of IDs that are their own keys, so that two ratings of one pair
+#: have equal keys in the packed blocks (string IDs unseen in training share one key).
+_INTEGRAL_IDS = ("tinyint", "smallint", "int", "bigint")
+
+
+def load(spark: SparkSession, spec: InputSpec, rejected_dir: str,
+         on_phase: Callable[[str], None] | None = None, pack_checks_duplicates: bool = False
+         ) -> Loaded:
     """Read ``spec``, apply its bad-row policy (quarantined rows go to ``rejected_dir``)
-    and its duplicates policy."""
+    and its duplicates policy; ``on_phase`` is called with each phase's name as it ends
+    (each is one pass over the input).
+
+    With ``pack_checks_duplicates``, the ``fail`` policy on integral IDs costs no pass of
+    its own: the packing sorts every block by (row, column) anyway and counts repeated
+    pairs, and :func:`check_packed_duplicates` refuses them after :func:`prepare`, before
+    anything is trained or written.  Ratings must then reach :func:`prepare` whole or
+    split by a hash of the pair (:mod:`mfspark.data.split`), which keeps a pair's ratings
+    on one side."""
     source = spec.path or "the embedded sample"
     good, stats = screen(read_ratings(spark, spec), spec, source, rejected_dir)
+    if on_phase is not None:
+        on_phase("read, validate")
+    if (pack_checks_duplicates and spec.duplicates == "fail"
+            and {stats.user_type, stats.item_type} <= set(_INTEGRAL_IDS)):
+        return Loaded(good, stats, 0, duplicates_unchecked=True)
     ratings, merged = merge_duplicates(good, spec.duplicates, source)
+    if on_phase is not None:
+        on_phase("duplicates")
     return Loaded(ratings, stats, merged)
 
 
@@ -89,3 +114,14 @@ def prepare(train: DataFrame, params: ALSParams, test: DataFrame | None = None,
         frame = frame.unionByName(keyed(test, True))
     parts = partition(frame, params, held_out=test is not None, storage=storage)
     return Prepared(parts, users, items)
+
+
+def check_packed_duplicates(loaded: Loaded, prepared: Prepared, source: str) -> None:
+    """Raise the ``fail`` policy's error (with the first duplicated pairs) when the packing
+    of ratings loaded with ``pack_checks_duplicates`` found repeated (user, item) pairs."""
+    if not (loaded.duplicates_unchecked and prepared.ratings.repeated):
+        return
+    prepared.unpersist()
+    merge_duplicates(loaded.ratings, "fail", source)  # raises DuplicateRatingsError
+    raise RuntimeError(f"the packed blocks hold {prepared.ratings.repeated} repeated (user, "
+                       "item) pairs that grouping the ratings does not find")

@@ -13,7 +13,8 @@ told apart by ``kind``:
   column positions, -1 where the key is unknown to training;
 - ``NEEDS``: the sorted keys of the fixed-side rows the block references (training columns
   first, ``n`` of them, then columns only held-out ratings reference; ``target`` holds the
-  block's number of rows);
+  block's number of rows, ``checksum`` how many of its ratings, training and held-out,
+  repeat the (row, column) keys of another: duplicates, found where packing sorts anyway);
 - ``FIXED``, ``GRAM``, ``OWN``: empty placeholders that the fixed side's factor chunks, its
   Gram matrix (implicit feedback) and the block's own previous factors (conjugate gradient,
   warm starts) are joined to, so that no joined chunk carries a copy of a full row;
@@ -145,6 +146,17 @@ def _unpack_pieces(pieces: pd.DataFrame, kind: int
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore
 
 
+def repeated_pairs(rows: np.ndarray, cols: np.ndarray, ordered: bool = False) -> int:
+    """How many of the (row, col) pairs equal an earlier one; ``ordered``: the pairs are
+    already sorted by row, then column."""
+    if len(rows) < 2:
+        return 0
+    if not ordered:
+        order = np.lexsort((cols, rows))
+        rows, cols = rows[order], cols[order]
+    return int(np.count_nonzero((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])))
+
+
 def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_RATINGS
                ) -> pd.DataFrame:
     """Merge one block's pieces into its packed rows (module docstring)."""
@@ -177,8 +189,9 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
         c_pos = np.where(seen, in_train, len(needs_train) + np.searchsorted(extra, t_cols))
         out.append((block, 0, TEST, len(t_rows), *encode_positions(t_pos, c_pos, t_ratings),
                     -1, float(t_ratings.sum()), 0))
+    repeats = repeated_pairs(rows, cols, ordered=True) + repeated_pairs(t_rows, t_cols)
     out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
-                0.0, 0))
+                0.0, repeats))
     out.append((block, 0, FIXED, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, GRAM, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, OWN, 0, b"", b"", b"", -1, 0.0, 0))
@@ -309,14 +322,16 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
 
 def block_stats(packed: DataFrame) -> dict:
     """One side's counts in one aggregation: training ratings (``n``), their sum and
-    fingerprint, its rows (``rows``), held-out ratings (``test``)."""
+    fingerprint, its rows (``rows``), held-out ratings (``test``), ratings that repeat the
+    (row, column) keys of another (``repeated``)."""
     kind = F.col("kind")
     row = packed.agg(
         F.sum(F.when(kind == TRAIN, F.col("n")).otherwise(0)).alias("n"),
         F.sum(F.when(kind == TRAIN, F.col("rating_sum")).otherwise(0.0)).alias("rating_sum"),
         F.sum(F.when(kind == TRAIN, F.col("checksum")).otherwise(0)).alias("checksum"),
         F.sum(F.when(kind == NEEDS, F.col("target")).otherwise(0)).alias("rows"),
-        F.sum(F.when(kind == TEST, F.col("n")).otherwise(0)).alias("test")).first()
+        F.sum(F.when(kind == TEST, F.col("n")).otherwise(0)).alias("test"),
+        F.sum(F.when(kind == NEEDS, F.col("checksum")).otherwise(0)).alias("repeated")).first()
     return {k: (row[k] if row[k] is not None else 0) for k in row.asDict()}
 
 

@@ -57,6 +57,9 @@ class PartitionedRatings:
     num_items: int
     num_test: int = 0
     """Held-out ratings, scored after every iteration."""
+    repeated: int = 0
+    """Ratings (training or held-out) whose (user, item) keys repeat another's: duplicates
+    that reached the blocks."""
 
     def copy(self, side: str) -> DataFrame:
         return self.by_user if side == "user" else self.by_item
@@ -137,7 +140,9 @@ def partition(ratings: DataFrame, params: ALSParams, held_out: bool = False,
                               mu=float(users["rating_sum"]) / users["n"],
                               checksum=int(users["checksum"]), num_users=int(users["rows"]),
                               num_items=int(items["rows"]),
-                              num_test=int(users["test"] + items["test"]))
+                              num_test=int(users["test"] + items["test"]),
+                              # training repeats are in both copies, held-out ones in one
+                              repeated=int(max(users["repeated"], items["repeated"])))
 
 
 def routed(ratings: PartitionedRatings, params: ALSParams) -> dict[str, bool]:

@@ -147,3 +147,37 @@ def test_rating_range_flags(tmp_path):
             c.als.block_memory_mb) == (None, "quarantine", "last", 16)
     with pytest.raises(SystemExit):
         job.parser().parse_args(["--no-rating-range", "--rating-range", "1", "5"])
+
+
+@pytest.mark.parametrize("ids", ["integer", "string"])
+def test_duplicates_are_refused_wherever_the_split_puts_them(spark, tmp_path, ids):
+    """Under the default ``fail`` policy a repeated (user, item) pair stops the job before
+    anything is trained or written, with the pair named, whether it lands in the training
+    or the held-out part (integer IDs: found by the packing; string IDs: by their own pass)."""
+    from mfspark.data.duplicates import DuplicateRatingsError
+    from mfspark.data.split import random_split
+
+    name = (lambda k: f"u{k}") if ids == "string" else str
+    rows = [(u, i, 1 + (u * i) % 5) for u in range(15) for i in range(6) if (u + i) % 3]
+    header = "user,item,rating"
+    id_type = "string" if ids == "string" else "long"  # the job's types: the same split
+    frame = spark.createDataFrame([((name if ids == "string" else int)(u),
+                                    (name if ids == "string" else int)(i), float(r))
+                                   for u, i, r in rows],
+                                  f"user {id_type}, item {id_type}, rating double")
+    train_part, test_part = random_split(frame, 0.3, seed=0)
+    for part in (train_part, test_part):
+        dup = part.first()
+        lines = [f"{name(u)},{name(i)},{r}" for u, i, r in rows]
+        lines.append(f"{dup['user']},{dup['item']},2")
+        path = tmp_path / f"r-{len(list(tmp_path.iterdir()))}.csv"
+        path.write_text("\n".join([header, *lines]) + "\n")
+        config = cfg.override(cfg.JobConfig(), path=str(path), out=str(tmp_path / "o"),
+                              rank=2, iterations=1, test_fraction=0.3)
+        with pytest.raises(DuplicateRatingsError) as err:
+            train(spark, config)
+        pair = f"'user': {dup['user']!r}, 'item': {dup['item']!r}, 'ratings': 2"
+        message = str(err.value)
+        assert "1 (user, item) pair(s) are rated more than once (1 extra row(s))" in message
+        assert pair in message
+        assert not (tmp_path / "o" / "model").exists()

@@ -98,6 +98,35 @@ def test_held_out_ratings_and_requests_are_where_the_half_steps_look(spark):
         parts.unpersist()
 
 
+def test_repeated_pairs_counts_every_rating_after_the_first_of_its_pair():
+    from mfspark.engine.blocks import repeated_pairs
+
+    rows, cols = np.array([5, 1, 5, 5, 2, 1]), np.array([7, 3, 7, 7, 3, 4])
+    assert repeated_pairs(rows, cols) == 2  # (5, 7) three times
+    order = np.lexsort((cols, rows))
+    assert repeated_pairs(rows[order], cols[order], ordered=True) == 2
+    assert repeated_pairs(rows[:2], cols[:2]) == repeated_pairs(rows[:0], cols[:0]) == 0
+
+
+def test_packing_counts_repeated_pairs_in_training_and_held_out_ratings(spark):
+    """Ratings repeating an earlier (user, item) pair are counted once per extra rating,
+    whether they are training ratings (in both copies) or held-out ones (in one copy)."""
+    users, items, ratings = random_ratings(20, 10, 0.4, seed=4)
+    params = ALSParams(rank=2, num_user_blocks=3, num_item_blocks=2)
+    clean = partition(frame_with_test(spark, (users, items, ratings),
+                                      (np.array([0]), np.array([99]), np.array([1.0]))),
+                      params, held_out=True)
+    clean.unpersist()
+    assert clean.repeated == 0
+    train = (np.r_[users, users[:3], users[0]], np.r_[items, items[:3], items[0]],
+             np.r_[ratings, ratings[:3], 1.0])  # 4 extra training ratings
+    test = (np.array([0, 0, 1, 50, 50]), np.array([99, 99, 98, 0, 0]),
+            np.array([1.0, 2.0, 3.0, 4.0, 4.0]))  # 2 extra held-out ratings
+    parts = partition(frame_with_test(spark, train, test), params, held_out=True)
+    parts.unpersist()
+    assert parts.repeated == 6 and parts.count == len(train[0])
+
+
 @pytest.mark.parametrize("budget", [128, 0])  # the whole fixed side, or routed rows
 def test_half_steps_never_move_the_packed_ratings(spark, tmp_path, budget):
     """The plan of a half-step shuffles only the factors: above the cached packed blocks
