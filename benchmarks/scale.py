@@ -1,11 +1,15 @@
-"""Past one machine's memory: mfspark's training job against MLlib's ALS, whole processes.
+"""Whole jobs: mfspark's training job against MLlib's ALS, each as its own process.
 
     SPARK_LOCAL_IP=127.0.0.1 .venv/bin/python benchmarks/scale.py --data DIR \\
-        [--users 1700000 --items 20000 --ratings 6000000] [--rank 64] [--iterations 2]
+        [--users 1700000 --items 20000 --ratings 6000000] [--ranks 64] [--iterations 2]
+
+What a user waits for, from the command to the saved model; past one machine's memory with
+the defaults (1.7M users), and the whole-job speed on any planted set (``--data`` of
+``jobs/generate.py --size 5m``, ``--ranks 10 50 100 --iterations 10``).
 
 Generates the planted ratings into ``DIR`` first when it holds none (``jobs/generate.py``,
-seeded). Then runs, one after the other, each as its own process on the same session
-settings (``mfspark.app.session``'s defaults, ``local[2]``):
+seeded). Then, for each rank, runs one after the other, each as its own process on the same
+session settings (``mfspark.app.session``'s defaults, ``local[2]``):
 
 - ``mfspark``: ``jobs/train.py --ratings DIR --format parquet --rank K --iterations N``
   (read, validate, split 90/10, fit, test RMSE, model written): the whole job;
@@ -15,7 +19,7 @@ settings (``mfspark.app.session``'s defaults, ``local[2]``):
 
 For each it prints the exit code, the wall time and the peak resident memory of the whole
 process tree (driver JVM, Python driver, Python workers; sampled from ``/proc`` every 0.2 s),
-then the two ratios, mfspark / MLlib, of this one run.
+then the two ratios, mfspark / MLlib, of this one run, and each system's test RMSE.
 """
 
 from __future__ import annotations
@@ -104,7 +108,8 @@ def main() -> None:
     p.add_argument("--users", type=int, default=1_700_000)
     p.add_argument("--items", type=int, default=20_000)
     p.add_argument("--ratings", type=int, default=6_000_000)
-    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--ranks", type=int, nargs="+", default=[64])
+    p.add_argument("--rank", type=int, help=argparse.SUPPRESS)  # the --mllib child's
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mllib", action="store_true", help=argparse.SUPPRESS)
@@ -119,25 +124,44 @@ def main() -> None:
                         str(args.users), "--items", str(args.items), "--ratings",
                         str(args.ratings), "--seed", str(args.seed), "--master", "local[2]",
                         "--overwrite"], check=True, cwd=ROOT)
+    for rank in args.ranks:
+        compare_jobs(args, rank)
+
+
+def compare_jobs(args: argparse.Namespace, rank: int) -> None:
+    """Both whole jobs at ``rank``, one after the other, and their ratios."""
+    python = sys.executable
     systems = {
         "mfspark": [python, "jobs/train.py", "--ratings", args.data, "--format", "parquet",
-                    "--rank", str(args.rank), "--iterations", str(args.iterations),
+                    "--rank", str(rank), "--iterations", str(args.iterations),
                     "--seed", str(args.seed), "--master", "local[2]",
                     "--out", f"{args.out}/mfspark", "--overwrite"],
         "mllib": [python, __file__, "--mllib", "--data", args.data, "--out", args.out,
-                  "--rank", str(args.rank), "--iterations", str(args.iterations),
+                  "--rank", str(rank), "--iterations", str(args.iterations),
                   "--seed", str(args.seed)],
     }
     results = {}
     for name, command in systems.items():
-        results[name] = r = measured(command, Path(args.out) / f"{name}.log")
-        print(f"{name:8s} exit {r['exit']}  {r['seconds']:7.1f} s  peak RSS "
-              f"{r['peak_rss_mb']:7.0f} MiB  (log: {args.out}/{name}.log)", flush=True)
+        log = Path(args.out) / f"{name}-rank-{rank}.log"
+        results[name] = r = measured(command, log)
+        r["rmse"] = test_rmse(log)
+        print(f"rank {rank:3d} {name:8s} exit {r['exit']}  {r['seconds']:7.1f} s  peak RSS "
+              f"{r['peak_rss_mb']:7.0f} MiB  test RMSE {r['rmse']}  (log: {log})", flush=True)
     a, b = results["mfspark"], results["mllib"]
-    print(f"rank {args.rank}, {args.iterations} iterations, {args.data}: mfspark / MLlib "
+    print(f"rank {rank}, {args.iterations} iterations, {args.data}: mfspark / MLlib "
           f"time = {a['seconds'] / b['seconds']:.2f}, peak RSS = "
-          f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}")
+          f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}", flush=True)
 
+
+def test_rmse(log: Path) -> str:
+    """The test RMSE a job printed (``test RMSE  0.6134  (model)`` or ``mllib test RMSE
+    0.6706``), or ``-``."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        words = line.split()
+        if "RMSE" in words and words.index("RMSE") + 1 < len(words) and (
+                line.startswith("test RMSE") or line.startswith("mllib test RMSE")):
+            return words[words.index("RMSE") + 1]
+    return "-"
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
-"""Benchmark mfspark against Spark MLlib ALS (and the in-process NumPy floor) on one data set.
+"""Benchmark mfspark against Spark MLlib ALS (the NumPy floor, LensKit) on one data set.
 
 ``python jobs/benchmark.py --ratings data/synthetic-5m --ranks 10 50 100 --out bench/``
 prints a table and writes ``results.json``, ``results.csv`` and (with matplotlib)
 ``fit_time_vs_rank.png`` to ``--out``.  ``--repeat N`` fits every system N times per rank and
-reports medians (every run is kept in ``results.json``'s ``runs``).
+reports medians (every run is kept in ``results.json``'s ``runs``).  ``--systems ... lenskit``
+adds LensKit's ``BiasedMFScorer`` (``pip install 'mfspark[benchmark]'``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mfspark.evaluation.benchmark import (arithmetic_bound_seconds, environment,
                                           repeated, summarize, warm_up)
 
 COLUMNS = ["system", "rank", "fit_seconds", "seconds_per_iteration", "test_rmse",
-           "time_vs_mllib", "rmse_vs_mllib", "jvm_peak_heap_mb", "python_peak_rss_mb",
+           "time_vs_mllib", "rmse_vs_mllib", "time_vs_lenskit", "jvm_peak_heap_mb", "python_peak_rss_mb",
            "runs", "fit_seconds_min", "fit_seconds_max"]
 
 
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--systems", nargs="+", default=None,
-                   help="of mfspark, mllib, numpy (default: all three; without numpy with "
-                        "--implicit-prefs or --nonnegative)")
+                   help="of mfspark, mllib, numpy, lenskit (default: the first three; "
+                        "without numpy with --implicit-prefs or --nonnegative; lenskit needs "
+                        "the benchmark extra)")
     p.add_argument("--implicit-prefs", action="store_true",
                    help="both systems fit implicit feedback (no test RMSE: see "
                         "benchmarks/implicit.py for ranking metrics)")

@@ -1,4 +1,5 @@
-"""Side-by-side measurements: mfspark, Spark MLlib ALS and the in-process NumPy floor.
+"""Side-by-side measurements: mfspark, Spark MLlib ALS, the in-process NumPy floor and, when
+installed (``pip install 'mfspark[benchmark]'``), LensKit's single-machine ``BiasedMFScorer``.
 
 Every system trains on the same train split (same rank, iterations and regularization) in
 the same SparkSession, and is scored on the same test rows (those whose user and item were
@@ -27,6 +28,10 @@ from mfspark.data.split import random_split
 from mfspark.data.validate import typed_ratings
 from mfspark.engine.loop import fit
 from mfspark.io.ratings import read_ratings
+
+
+#: The systems :func:`compare` knows.
+SYSTEMS = ("mfspark", "mllib", "numpy", "lenskit")
 
 
 @dataclass
@@ -160,8 +165,46 @@ def run_numpy(data: Split, params: ALSParams) -> dict[str, Any]:
             "test_rmse": error, "python_peak_rss_mb": python_peak_rss_mb()}
 
 
+def run_lenskit(data: Split, params: ALSParams) -> dict[str, Any]:
+    """LensKit's ``BiasedMFScorer``: ALS with biases in one process (its own threads, one
+    per core), the single-machine alternative.  Its regularization is count-scaled like
+    ``reg_scale = "count"``, and its biases are damped means fitted once before the
+    factors (mfspark fits them inside every half-step).  ``fit_seconds`` runs from pandas
+    frames to the trained model (the Dataset build included); ``collect_seconds`` is the
+    time to bring the split from Spark to pandas, which a user on Spark also pays."""
+    try:
+        from lenskit.als import BiasedMFScorer
+        from lenskit.data import from_interactions_df
+    except ImportError as err:
+        raise ValueError("system 'lenskit' needs LensKit: pip install 'mfspark[benchmark]', "
+                         "or drop it from --systems") from err
+    if params.implicit_prefs or params.nonnegative or not params.fit_biases:
+        raise ValueError("system 'lenskit' (BiasedMFScorer) covers the default model only: "
+                         "drop it from --systems with --implicit-prefs, --nonnegative or "
+                         "--no-biases")
+    began = time.perf_counter()
+    train = data.train.select("user", "item", "rating").toPandas()
+    test = data.test.select("user", "item", "rating").toPandas()
+    collected = time.perf_counter() - began
+    began = time.perf_counter()
+    dataset = from_interactions_df(train, user_col="user", item_col="item", rating_col="rating")
+    scorer = BiasedMFScorer(features=params.rank, epochs=params.iterations,
+                            regularization=params.reg)
+    scorer.train(dataset)
+    seconds = time.perf_counter() - began
+    u = scorer.users.numbers(test["user"].to_numpy(), missing="negative")
+    i = scorer.items.numbers(test["item"].to_numpy(), missing="negative")
+    bias = scorer.bias
+    pred = (bias.global_bias + bias.user_biases[u] + bias.item_biases[i]
+            + np.einsum("ij,ij->i", scorer.user_embeddings[u], scorer.item_embeddings[i]))
+    error = float(np.sqrt(np.mean((test["rating"].to_numpy() - pred) ** 2)))
+    return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
+            "collect_seconds": collected, "test_rmse": error,
+            "python_peak_rss_mb": python_peak_rss_mb()}
+
+
 def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -> list[dict]:
-    """One row per system for one rank; ratios against MLlib when it ran."""
+    """One row per system for one rank; ratios against MLlib and LensKit when they ran."""
     rows = []
     for system in systems:
         if system == "mfspark":
@@ -170,15 +213,20 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
             row = run_mllib(data, params)
         elif system == "numpy":
             row = run_numpy(data, params)
+        elif system == "lenskit":
+            row = run_lenskit(data, params)
         else:
-            raise ValueError(f"unknown system {system!r}; known: mfspark, mllib, numpy")
+            raise ValueError(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
         rows.append({"system": system, "rank": params.rank, "iterations": params.iterations,
                      "reg": params.reg, "reg_scale": params.reg_scale, **row})
     mllib = next((r for r in rows if r["system"] == "mllib"), None)
+    lenskit = next((r for r in rows if r["system"] == "lenskit"), None)
     for r in rows:
         if mllib is not None:
             r["time_vs_mllib"] = r["fit_seconds"] / mllib["fit_seconds"]
             r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
+        if lenskit is not None:
+            r["time_vs_lenskit"] = r["fit_seconds"] / lenskit["fit_seconds"]
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
                  nonnegative=params.nonnegative,
                  biases=params.fit_biases and r["system"] != "mllib",  # MLlib has none
@@ -247,7 +295,7 @@ def warm_up(data: Split, params: ALSParams, work_dir: str, systems: list[str],
     try:
         sample = Split(small, small, small.count(), 0)
         compare(sample, replace(params, iterations=1), work_dir,
-                [s for s in systems if s != "numpy"])
+                [s for s in systems if s in ("mfspark", "mllib")])
     finally:
         small.unpersist()
 

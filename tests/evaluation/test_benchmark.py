@@ -99,3 +99,43 @@ def test_benchmark_nonnegative_and_implicit_against_mllib(spark, tmp_path):
                      "--iterations", "2", "--implicit-prefs", "--alpha", "3"])
     mf = next(r for r in rows if r["system"] == "mfspark")
     assert mf["implicit_prefs"] and mf["alpha"] == 3.0 and mf["fit_seconds"] > 0
+
+
+def _lenskit_split(spark):
+    from mfspark.evaluation.benchmark import Split
+
+    train = generate(spark, PlantedModel(num_users=120, num_items=80, num_ratings=3000, rank=3,
+                                         seed=4)).select("user", "item", "rating")
+    test = train.limit(200)
+    return Split(train, test, train.count(), test.count())
+
+
+def test_lenskit_without_the_benchmark_extra_says_how_to_install_it(spark, monkeypatch):
+    import sys
+
+    from mfspark.config import ALSParams
+    from mfspark.evaluation.benchmark import compare
+
+    monkeypatch.setitem(sys.modules, "lenskit", None)  # importing it fails, as when absent
+    monkeypatch.setitem(sys.modules, "lenskit.als", None)
+    with pytest.raises(ValueError, match=r"pip install 'mfspark\[benchmark\]'"):
+        compare(_lenskit_split(spark), ALSParams(rank=2, iterations=1), "unused", ["lenskit"])
+    with pytest.raises(ValueError, match="unknown system 'surprise'; known: mfspark, mllib, "
+                                         "numpy, lenskit"):
+        compare(_lenskit_split(spark), ALSParams(rank=2, iterations=1), "unused", ["surprise"])
+
+
+def test_lenskit_fits_beside_mfspark_on_the_same_split(spark, tmp_path):
+    """With the benchmark extra installed: LensKit's BiasedMFScorer scores the same test
+    rows as mfspark, to a comparable RMSE, and every row gets its ratio to LensKit."""
+    pytest.importorskip("lenskit", reason="LensKit is the benchmark extra's, not a test "
+                                          "dependency: pip install 'mfspark[benchmark]'")
+    from mfspark.config import ALSParams
+    from mfspark.evaluation.benchmark import compare
+
+    rows = {r["system"]: r for r in compare(_lenskit_split(spark),
+                                            ALSParams(rank=3, iterations=10),
+                                            str(tmp_path), ["mfspark", "lenskit"])}
+    assert rows["lenskit"]["time_vs_lenskit"] == 1.0
+    assert rows["mfspark"]["time_vs_lenskit"] > 0 and rows["lenskit"]["collect_seconds"] > 0
+    assert 0 < rows["lenskit"]["test_rmse"] < 1.5 * rows["mfspark"]["test_rmse"]
