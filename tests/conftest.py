@@ -13,7 +13,8 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: Where the MovieLens files are: ``MFSPARK_DATA``, else ``shared/data`` beside the checkout.
+SHARED_DATA = Path(os.environ.get("MFSPARK_DATA") or ROOT.parent / "shared" / "data")
 
 
 #: Set to 1 to run the tests on a Spark Connect session (a server started in this process)
@@ -52,7 +53,8 @@ def row_loop(request, monkeypatch):
 def ml100k_path() -> str:
     path = SHARED_DATA / "ml-100k" / "u.data"
     if not path.is_file():
-        pytest.fail(f"MovieLens 100K is expected at {path} (../shared/data beside the checkout)")
+        pytest.fail(f"MovieLens 100K is expected at {path} (MFSPARK_DATA, default: "
+                    "shared/data beside the checkout)")
     return str(path)
 
 
