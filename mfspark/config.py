@@ -140,15 +140,18 @@ class ALSParams:
     seed: int = setting(0, "seed of the initial item factors (implicit feedback: of the user "
                         "factors)", integer())
     num_user_blocks: int | None = setting(
-        None, "blocks of users (one grouped-UDF group each); unset: twice the default "
-        "parallelism", optional(integer(1), "an integer >= 1 or unset"),
+        None, "blocks of users (one pandas UDF call each per half-step); unset: twice the "
+        "default parallelism, or more, so that a block's own rows and (against routed "
+        "items) the item rows it receives fit --block-memory-mb",
+        optional(integer(1), "an integer >= 1 or unset"),
         flag="--user-blocks", metavar="N")
     num_item_blocks: int | None = setting(None, "blocks of items; unset: as for users",
                                           optional(integer(1), "an integer >= 1 or unset"),
                                           flag="--item-blocks", metavar="N")
     block_memory_mb: int = setting(
-        128, "memory budget (MiB) for building one block's normal equations; bounds a "
-        "block's memory whatever the skew of its rows", integer(1), metavar="MB")
+        128, "memory budget (MiB) of one block in its Python worker: for building its "
+        "normal equations (whatever the skew of its rows), and for the routed fixed rows it "
+        "holds (sizes the block counts)", integer(1), metavar="MB")
     broadcast_mb: int = setting(
         128, "largest fixed side (MiB of factors) a half-step sends whole to every block; "
         "a larger side is routed: each block receives only the rows it references (0: "

@@ -42,6 +42,8 @@ EXIT_OUT_OF_MEMORY = 1
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 _JVM_OOM = "java.lang.OutOfMemoryError"
+#: What Spark reports when the operating system (or a container's limit) kills a worker.
+_WORKER_KILLED = "Python worker exited unexpectedly"
 
 Result = TypeVar("Result")
 
@@ -149,13 +151,16 @@ def out_of_memory_message(err: BaseException) -> str | None:
         found = line[line.index(_JVM_OOM):].strip()[:120]
     elif isinstance(err, MemoryError) or "\nMemoryError" in text:
         found = "Python MemoryError"
+    elif _WORKER_KILLED in text:
+        found = "a Python worker was killed, most likely for its memory"
     else:
         return None
     return (f"out of memory ({found}). Give Spark more memory (spark.driver.memory, "
-            "spark.executor.memory, e.g. spark-submit --driver-memory 4g --executor-memory "
-            "4g), or make the blocks smaller: more of them with --user-blocks / "
-            "--item-blocks (als.num_user_blocks / als.num_item_blocks; the estimator's "
-            "numUserBlocks / numItemBlocks) or a lower --block-memory-mb")
+            "spark.executor.memory, and spark.executor.memoryOverhead for the Python "
+            "workers, e.g. spark-submit --driver-memory 4g --executor-memory 4g), or make "
+            "the blocks smaller: more of them with --user-blocks / --item-blocks "
+            "(als.num_user_blocks / als.num_item_blocks; the estimator's numUserBlocks / "
+            "numItemBlocks) or a lower --block-memory-mb")
 
 
 def error_message(err: BaseException) -> tuple[str, int] | None:

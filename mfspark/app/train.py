@@ -120,7 +120,7 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
     train_df, test_df = (random_split(ratings, config.test_fraction, config.split_seed)
                          if config.test_fraction > 0 else (ratings, None))
     stats = loaded.stats
-    prepared = prepare(train_df, config.als, test_df)
+    prepared = prepare(train_df, config.als, test_df, stats=stats)
     check_packed_duplicates(loaded, prepared, source)
     parts = prepared.ratings
     clock.lap("split, key, partition")

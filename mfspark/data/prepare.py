@@ -27,7 +27,7 @@ from mfspark.data.duplicates import merge_duplicates
 from mfspark.data.indexing import IdIndex, build_index
 from mfspark.data.quarantine import screen
 from mfspark.data.validate import RatingStats
-from mfspark.engine.loop import Fit, PartitionedRatings, partition
+from mfspark.engine.loop import DataSize, Fit, PartitionedRatings, partition
 from mfspark.io.ratings import read_ratings
 
 
@@ -98,10 +98,13 @@ class Prepared:
 
 
 def prepare(train: DataFrame, params: ALSParams, test: DataFrame | None = None,
-            storage: StorageLevel = StorageLevel.MEMORY_AND_DISK) -> Prepared:
+            storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+            stats: RatingStats | None = None) -> Prepared:
     """Key the IDs of ``train`` (:mod:`mfspark.data.indexing`) and partition it by user
     block and by item block, in one pass with the held-out ``test`` ratings (scored after
-    every iteration; IDs unseen in training fall back as docs/model.md says)."""
+    every iteration; IDs unseen in training fall back as docs/model.md says).  ``stats``,
+    the validation's counts of the ratings read, size the blocks
+    (:func:`mfspark.engine.loop.block_counts`)."""
     users, items = build_index(train, "user"), build_index(train, "item")
 
     def keyed(ratings: DataFrame, held_out: bool) -> DataFrame:
@@ -112,7 +115,8 @@ def prepare(train: DataFrame, params: ALSParams, test: DataFrame | None = None,
     frame = keyed(train, False)
     if test is not None:
         frame = frame.unionByName(keyed(test, True))
-    parts = partition(frame, params, held_out=test is not None, storage=storage)
+    size = DataSize(stats.rows, stats.users, stats.items) if stats is not None else None
+    parts = partition(frame, params, held_out=test is not None, storage=storage, size=size)
     return Prepared(parts, users, items)
 
 

@@ -47,4 +47,4 @@ def screen(df: DataFrame, spec: InputSpec, source: str,
     good = typed(tagged.filter(~bad_rows).drop("reason"), found)
     user_type, item_type = id_types(good)
     return good, RatingStats(rows=found.rows, user_type=user_type, item_type=item_type,
-                             bad=found.bad)
+                             bad=found.bad, users=found.users, items=found.items)

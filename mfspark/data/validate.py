@@ -38,6 +38,10 @@ class RatingStats:
     user_type: str
     item_type: str
     bad: dict[str, int] = field(default_factory=dict)
+    users: int = 0
+    """Distinct user IDs read (approximate, within a few percent): sizes the blocks."""
+    items: int = 0
+    """Distinct item IDs read (approximate)."""
 
     @property
     def rejected(self) -> int:
@@ -53,6 +57,8 @@ class Inspection:
     rows: int
     bad: dict[str, int]
     integer: dict[str, bool]
+    users: int = 0
+    items: int = 0
 
 
 def _is_text(df: DataFrame, column: str) -> bool:
@@ -104,10 +110,13 @@ def tag(df: DataFrame, rating_range: tuple[float, float] | None) -> DataFrame:
 
 
 def inspect(tagged: DataFrame, names: list[str]) -> Inspection:
-    """Count rows, bad rows per reason (of ``names``) and integer-valued text columns of a
-    :func:`tag`-ged frame, in one aggregation."""
+    """Count rows, bad rows per reason (of ``names``), integer-valued text columns and
+    (approximately) distinct user and item IDs of a :func:`tag`-ged frame, in one
+    aggregation."""
     good = F.col("reason").isNull()
-    aggs = [F.count(F.lit(1)).alias("rows")]
+    aggs = [F.count(F.lit(1)).alias("rows"),
+            F.approx_count_distinct("user", DISTINCT_RSD).alias("users"),
+            F.approx_count_distinct("item", DISTINCT_RSD).alias("items")]
     aggs += [F.sum(F.when(F.col("reason") == name, 1).otherwise(0)).alias(f"r{i}")
              for i, name in enumerate(names)]
     text = [c for c in ("user", "item", "timestamp") if c in tagged.columns and _is_text(tagged, c)]
@@ -117,7 +126,12 @@ def inspect(tagged: DataFrame, names: list[str]) -> Inspection:
     counts = tagged.agg(*aggs).first().asDict()
     return Inspection(rows=counts["rows"],
                       bad={n: counts[f"r{i}"] for i, n in enumerate(names) if counts[f"r{i}"]},
-                      integer={side: counts[side] == 0 for side in text})
+                      integer={side: counts[side] == 0 for side in text},
+                      users=counts["users"], items=counts["items"])
+
+
+#: Relative error of the distinct ID counts (HyperLogLog++): they only size the blocks.
+DISTINCT_RSD = 0.05
 
 
 def typed(df: DataFrame, found: Inspection, keep_id_types: bool = False) -> DataFrame:
@@ -167,4 +181,5 @@ def typed_ratings(df: DataFrame, source: str = "input",
             source, found.bad, found.rows, first_rows(tagged, F.col("reason").isNotNull())))
     out = typed(df, found, keep_id_types)
     user_type, item_type = id_types(out)
-    return out, RatingStats(rows=found.rows, user_type=user_type, item_type=item_type)
+    return out, RatingStats(rows=found.rows, user_type=user_type, item_type=item_type,
+                            users=found.users, items=found.items)

@@ -49,11 +49,14 @@ PACKED_SCHEMA = ("block int, chunk int, kind int, n long, rows binary, cols bina
 #: Unsorted pieces of blocks on their way to being packed: ``side`` 0 rows are users, 1
 #: items; rows and columns as keys.
 _PIECE_SCHEMA = "side int, block int, kind int, rows binary, cols binary, ratings binary"
-#: Ratings per packed chunk (12-20 MiB): Arrow's 2 GiB binary limit per batch is far away.
-CHUNK_RATINGS = 1 << 20
-#: Arrow batch size of the partitioning pass (rows): Spark's default of 10,000 makes many
-#: small batches, each a fixed cost, when the pass buffers about a chunk anyway.
-PARTITION_ARROW_BATCH = 1 << 17
+#: Ratings per packed chunk: each of its binary values stays under 512 KiB.  The JVM's heap
+#: (G1, regions of 1 MiB under a 1 GiB heap) places every array of half a region or more
+#: in contiguous "humongous" regions, and a stream of multi-megabyte values fragments a
+#: small heap into an out-of-memory error long before it is full.
+CHUNK_RATINGS = 1 << 15
+#: Ratings the partitioning pass splits at a time (also its Arrow batch, in rows): large
+#: enough that a batch's fixed costs vanish, small enough that its pieces stay under 512 KiB.
+SPLIT_RATINGS = 1 << 16
 
 _LABELS: dict[tuple[str, int], list[int]] = {}
 
@@ -187,8 +190,11 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
                 & (needs_train[np.minimum(in_train, max(len(needs_train) - 1, 0))] == t_cols)
                 if len(needs_train) else np.zeros(len(t_cols), bool))
         c_pos = np.where(seen, in_train, len(needs_train) + np.searchsorted(extra, t_cols))
-        out.append((block, 0, TEST, len(t_rows), *encode_positions(t_pos, c_pos, t_ratings),
-                    -1, float(t_ratings.sum()), 0))
+        for k, lo in enumerate(range(0, len(t_rows), chunk_ratings)):
+            sl = slice(lo, lo + chunk_ratings)
+            out.append((block, k, TEST, len(t_rows[sl]),
+                        *encode_positions(t_pos[sl], c_pos[sl], t_ratings[sl]), -1,
+                        float(t_ratings[sl].sum()), 0))
     repeats = repeated_pairs(rows, cols, ordered=True) + repeated_pairs(t_rows, t_cols)
     out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
                 0.0, repeats))
@@ -207,7 +213,7 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
 #: Rows per in-memory columnar batch of the cached packed frames: Spark's default of 10,000
 #: puts a whole block (every chunk's blobs) into one batch, built in one growing buffer on the
 #: heap; a few rows per batch bound that buffer by a few chunks.
-CACHE_BATCH_ROWS = 4
+CACHE_BATCH_ROWS = 8
 
 
 @contextmanager
@@ -224,13 +230,11 @@ def session_defaults(spark: SparkSession, wanted: dict[str, str]):
             spark.conf.unset(key)
 
 
-def partition_settings(spark: SparkSession, chunk_ratings: int):
-    """Pandas UDFs get Arrow batches of :data:`PARTITION_ARROW_BATCH` rows (at most
-    ``chunk_ratings``) and cached frames are built in batches of :data:`CACHE_BATCH_ROWS`
-    rows (:func:`session_defaults`)."""
+def partition_settings(spark: SparkSession):
+    """Pandas UDFs get Arrow batches of :data:`SPLIT_RATINGS` rows and cached frames are
+    built in batches of :data:`CACHE_BATCH_ROWS` rows (:func:`session_defaults`)."""
     return session_defaults(spark, {
-        "spark.sql.execution.arrow.maxRecordsPerBatch":
-            str(max(1, min(PARTITION_ARROW_BATCH, chunk_ratings))),
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(SPLIT_RATINGS),
         "spark.sql.inMemoryColumnarStorage.batchSize": str(CACHE_BATCH_ROWS)})
 
 
@@ -262,13 +266,13 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
     spark = ratings.sparkSession
 
     def split(batches):
-        # Arrow batches are small: gather about a chunk's worth before splitting, so that
-        # each piece carries many ratings however many blocks
+        # gather SPLIT_RATINGS before splitting, so that each piece carries many ratings
+        # however many blocks
         buffered, size = [], 0
         for pdf in batches:
             buffered.append(pdf)
             size += len(pdf)
-            if size >= chunk_ratings:
+            if size >= SPLIT_RATINGS:
                 yield _split(buffered)
                 buffered, size = [], 0
         if size:
@@ -288,7 +292,7 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
               .persist(StorageLevel.DISK_ONLY))  # split once, packed twice; off the heap
     made: list[DataFrame] = []
     try:
-        with partition_settings(spark, chunk_ratings):
+        with partition_settings(spark):
             first = []
             for side in (0, 1):
                 packed = (pieces.filter(F.col("side") == side).drop("side")

@@ -1,8 +1,8 @@
 """One ALS half-step on Spark: one job that solves every block and writes its factors.
 
 For the side being solved, each block (one grouped pandas UDF call, on blocks already
-partitioned by ``block``: no shuffle of the ratings) gets its packed ratings and, joined to
-its anchor rows (:mod:`mfspark.engine.route`), the fixed-side rows it references, and
+partitioned by ``block``: no shuffle of the ratings) gets its packed ratings and, in its
+partition (:mod:`mfspark.engine.route`), the fixed-side rows it references, and
 
 1. solves all its rows with :func:`mfspark.core.block.solve_block`;
 2. scores its held-out ratings (the side solved last in an iteration holds them);
@@ -17,6 +17,7 @@ The seeded start (:func:`seed`) is a job of the same shape without a fixed side.
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from dataclasses import dataclass
 from typing import Iterator
@@ -33,10 +34,14 @@ from mfspark.core.packing import (FACTOR_TYPES, decode_chunk, decode_factors, de
                                   decode_positions, encode_factors)
 from mfspark.core.solvers import SolveError
 from mfspark.core.state import seeded_factors
-from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, needs_of, session_defaults
+from mfspark.engine.blocks import (FIXED, NEEDS, REQUEST, TEST, TRAIN, needs_of,
+                                   session_defaults)
 from mfspark.io.factors import (FACTOR_WRITE_OPTIONS, FACTORS, GRAM, ROUTED,
                                 SOLUTION_CHUNK_BYTES, SOLUTION_SCHEMA, STATS,
                                 NonFiniteFactorsError)
+
+
+SOLUTION_COLUMNS = [field.split()[0] for field in SOLUTION_SCHEMA.split(", ")]
 
 
 class FixedRowsMissingError(RuntimeError):
@@ -88,6 +93,63 @@ def _blobs(pdf: pd.DataFrame, column: str) -> list[bytes]:
     return [b for b in pdf[column] if b is not None and not (isinstance(b, float))]
 
 
+class FixedRows:
+    """The fixed-side rows a block references (``needs``: its training columns, sorted,
+    then the columns only its held-out ratings reference, sorted), filled chunk by chunk as
+    the chunks arrive: a chunk is scattered into place and dropped, so a worker holds one
+    float64 copy of the rows the block needs, never the chunks they came in (nor, when the
+    whole side is sent, the rows it does not need)."""
+
+    def __init__(self, needs: np.ndarray, rank: int):
+        self.needs = needs
+        self.order = np.argsort(needs, kind="stable")
+        self.sorted = needs[self.order]
+        self.factors = np.zeros((len(needs), rank))
+        self.bias = np.zeros(len(needs))
+        self.known = np.zeros(len(needs), bool)
+
+    def add(self, keys: np.ndarray, bias: np.ndarray, factors: np.ndarray) -> None:
+        if not len(keys) or not len(self.needs):
+            return
+        pos = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        hit = self.sorted[pos] == keys
+        at = self.order[pos[hit]]
+        self.factors[at] = factors[hit]
+        self.bias[at] = bias[hit]
+        self.known[at] = True
+
+
+def read_block(batches: Iterator[pd.DataFrame], rank: int
+               ) -> tuple[pd.DataFrame, FixedRows | None]:
+    """A block's rows from its Arrow batches: every row but the fixed side's chunks (kept
+    as they are: ratings, needs, requests, own factors), and the fixed rows it references,
+    decoded as they arrive (:class:`FixedRows`; None when the step has no fixed side)."""
+    kept: list[pd.DataFrame] = []
+    early: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # chunks before NEEDS
+    fixed: FixedRows | None = None
+    for pdf in batches:
+        if "fixed" not in pdf:
+            kept.append(pdf)
+            continue
+        if fixed is None and (pdf["kind"] == NEEDS).any():
+            fixed = FixedRows(needs_of(pdf[pdf["kind"] == NEEDS])[0], rank)
+            for part in early:
+                fixed.add(*part)
+            early = []
+        for blob in _blobs(pdf, "fixed"):
+            keys, bias, factors = decode_factors(blob)
+            if fixed is not None:
+                fixed.add(keys, bias, factors)
+            else:  # copied: the batch's bytes are not kept alive
+                early.append((keys.copy(), bias.copy(), factors.copy()))
+        kept.append(pdf[pdf["kind"] != FIXED].drop(columns="fixed"))
+    rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(
+        {"block": [], "kind": []})
+    if fixed is None and early:  # chunks but no NEEDS row: the block references nothing
+        fixed = FixedRows(np.zeros(0, np.int64), rank)
+    return rows, fixed
+
+
 def gather(blobs: list[bytes], needs: np.ndarray
            ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """The factors and biases of the ``needs`` rows out of the factor chunks that arrived
@@ -113,33 +175,37 @@ def _rounded(factors: np.ndarray, value_bytes: int) -> np.ndarray:
 
 
 def emit(block: int, keys: np.ndarray, factors: np.ndarray, bias: np.ndarray, step: Step,
-         requests: pd.DataFrame, stats: dict) -> pd.DataFrame:
-    """A block's output rows (:data:`mfspark.io.factors.SOLUTION_SCHEMA`)."""
-    rows: list[tuple] = []
+         requests: pd.DataFrame, stats: dict) -> Iterator[pd.DataFrame]:
+    """A block's output rows (:data:`mfspark.io.factors.SOLUTION_SCHEMA`), encoded as they
+    are yielded, :data:`OUTPUT_BATCH_ROWS` at a time."""
     per_chunk = max(1, SOLUTION_CHUNK_BYTES // (step.value_bytes * max(step.rank, 1) + 16))
 
-    def factor_chunks(kind: int, dest: int, sel: np.ndarray) -> None:
+    def factor_chunks(kind: int, dest: int, sel: np.ndarray) -> Iterator[tuple]:
         for k, lo in enumerate(range(0, len(sel), per_chunk)):
             part = sel[lo:lo + per_chunk]
-            rows.append((block, k, kind, dest, encode_factors(keys[part], bias[part],
-                                                               factors[part], step.value_bytes),
-                         0.0, 0.0, 0.0, 0.0, 0, None, 0, 0, 0))
+            yield (block, k, kind, dest, encode_factors(keys[part], bias[part], factors[part],
+                                                        step.value_bytes),
+                   0.0, 0.0, 0.0, 0.0, 0, None, 0, 0, 0)
 
-    factor_chunks(FACTORS, -1, np.arange(len(keys)))
-    if step.gram:
-        gram = fixed_gramian(_rounded(factors, step.value_bytes), bias, step.objective.biases)
-        rows.append((block, 0, GRAM, -1, np.ascontiguousarray(gram).tobytes(), 0.0, 0.0, 0.0,
-                     0.0, 0, None, 0, 0, 0))
-    if step.route and len(keys):
-        for target, wanted in zip(requests["target"], requests["rows"]):
-            wanted = decode_keys(wanted)
-            pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-            factor_chunks(ROUTED, int(target), pos[keys[pos] == wanted])
-    rows.append((block, 0, STATS, -1, None, stats.get("sse", 0.0), stats.get("penalty", 0.0),
-                 stats.get("test_sse", 0.0), stats.get("test_sae", 0.0),
-                 stats.get("test_n", 0), stats.get("error"), stats.get("peak", 0),
-                 stats.get("ratings", 0), len(keys)))
-    return pd.DataFrame(rows, columns=[f.split()[0] for f in SOLUTION_SCHEMA.split(", ")])
+    def rows() -> Iterator[tuple]:
+        yield from factor_chunks(FACTORS, -1, np.arange(len(keys)))
+        if step.gram:
+            gram = fixed_gramian(_rounded(factors, step.value_bytes), bias,
+                                 step.objective.biases)
+            yield (block, 0, GRAM, -1, np.ascontiguousarray(gram).tobytes(), 0.0, 0.0, 0.0,
+                   0.0, 0, None, 0, 0, 0)
+        if step.route and len(keys):
+            for target, wanted in zip(requests["target"], requests["rows"]):
+                wanted = decode_keys(wanted)
+                pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+                yield from factor_chunks(ROUTED, int(target), pos[keys[pos] == wanted])
+        yield (block, 0, STATS, -1, None, stats.get("sse", 0.0), stats.get("penalty", 0.0),
+               stats.get("test_sse", 0.0), stats.get("test_sae", 0.0), stats.get("test_n", 0),
+               stats.get("error"), stats.get("peak", 0), stats.get("ratings", 0), len(keys))
+
+    out = rows()
+    while batch := list(itertools.islice(out, OUTPUT_BATCH_ROWS)):
+        yield pd.DataFrame(batch, columns=SOLUTION_COLUMNS)
 
 
 def held_out_error(pdf: pd.DataFrame, factors: np.ndarray, bias: np.ndarray,
@@ -182,8 +248,9 @@ def _own(pdf: pd.DataFrame, keys: np.ndarray, k1: int, biases: bool) -> np.ndarr
     return np.column_stack([factors, bias]) if biases and k1 > factors.shape[1] else factors
 
 
-def solve_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
-    """The grouped UDF of a half-step: one block in, its output rows out."""
+def solve_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataFrame]:
+    """The grouped UDF of a half-step: one block's batches in, its output rows out."""
+    pdf, arrived = read_block(batches, step.rank)
     block = int(pdf["block"].iloc[0])
     requests = pdf[pdf["kind"] == REQUEST]
     stats: dict = {}
@@ -192,7 +259,9 @@ def solve_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
         rows, cols, ratings = _train(pdf)
         stats["ratings"] = len(rows)
         needs, n_train = needs_of(pdf[pdf["kind"] == NEEDS])
-        fixed, fixed_bias, known = gather(_blobs(pdf, "fixed"), needs)
+        if arrived is None:
+            arrived = FixedRows(needs, step.rank)
+        fixed, fixed_bias, known = arrived.factors, arrived.bias, arrived.known
         if not known[:n_train].all():
             missing = needs[:n_train][~known[:n_train]]
             raise FixedRowsMissingError(
@@ -230,13 +299,15 @@ def solve_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
         stats.update(held_out_error(pdf, factors, bias, fixed, fixed_bias, known, step))
     except (SolveError, NonFiniteFactorsError) as err:
         stats["error"] = f"{type(err).__name__}: {step.what}: {step.side} block {block}: {err}"
-    return emit(block, keys, factors, bias, step, requests, stats)
+    pdf = arrived = fixed = fixed_bias = known = None  # the output is encoded without them
+    yield from emit(block, keys, factors, bias, step, requests, stats)
 
 
-def seed_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
+def seed_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataFrame]:
     """The grouped UDF of the seeded start: each row starts from the factors joined to its
     block's ``OWN`` row when given, else from :func:`mfspark.core.state.seeded_factors` of
     its key (``|.|`` for nonnegative factors), with a zero bias; its penalty is recorded."""
+    pdf = pd.concat(list(batches), ignore_index=True)
     block = int(pdf["block"].iloc[0])
     rows, _, ratings = _train(pdf)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, int)
@@ -254,19 +325,18 @@ def seed_group(pdf: pd.DataFrame, step: Step) -> pd.DataFrame:
             else counts
     stored = _rounded(factors, step.value_bytes)
     penalty = float(step.objective.penalty(stored, bias, counts).sum())
-    return emit(block, keys, stored, bias, step, pdf[pdf["kind"] == REQUEST],
-                {"penalty": penalty, "ratings": len(rows)})
+    yield from emit(block, keys, stored, bias, step, pdf[pdf["kind"] == REQUEST],
+                    {"penalty": penalty, "ratings": len(rows)})
 
 
 #: Output rows (factor chunks of at most ``SOLUTION_CHUNK_BYTES``) per Arrow batch.
-OUTPUT_BATCH_ROWS = 8
+OUTPUT_BATCH_ROWS = 32
 #: Session settings of a half-step's job (unless the user has made them): a block's rows
-#: (chunks of several MiB) cross to its Python worker a few at a time, and the routed
-#: chunks a block receives are spilled to disk by the join that gathers them instead of
-#: being held on the heap all at once.
+#: cross to its Python worker a few chunks at a time, and a union of frames partitioned
+#: alike keeps their partitions together (the routed rows reach the partition of their
+#: block, and grouping by block needs no shuffle).
 HALF_STEP_SETTINGS = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(OUTPUT_BATCH_ROWS),
-                      "spark.sql.sortMergeJoinExec.buffer.in.memory.threshold": "4",
-                      "spark.sql.sortMergeJoinExec.buffer.spill.threshold": "16"}
+                      "spark.sql.unionOutputPartitioning": "true"}
 
 
 def _metrics() -> tuple:
@@ -283,12 +353,11 @@ def run(frame: DataFrame, step: Step, path: str, group=solve_group) -> dict:
     system, non-finite factors) is raised here, on the driver, with its message."""
 
     def udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        # the iterator form: a block's rows arrive in Arrow batches, and its output (the
-        # factor chunks, and their routed copies) leaves in batches of a few chunks, so that
-        # no buffer on either side of the worker holds a whole side's share at once
-        out = group(pd.concat(list(batches), ignore_index=True), step)
-        for lo in range(0, max(len(out), 1), OUTPUT_BATCH_ROWS):
-            yield out.iloc[lo:lo + OUTPUT_BATCH_ROWS]
+        # the iterator form: a block's rows arrive in Arrow batches (the fixed chunks are
+        # decoded as they come), and its output (the factor chunks, and their routed copies)
+        # leaves in batches of a few chunks, so that no buffer on either side of the worker
+        # holds a block's share at once
+        return group(batches, step)
 
     observation = Observation()
     with session_defaults(frame.sparkSession, HALF_STEP_SETTINGS):

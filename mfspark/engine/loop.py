@@ -115,14 +115,54 @@ def default_blocks(spark: SparkSession) -> int:
     return max(2, 2 * parallelism(spark))
 
 
+@dataclass(frozen=True)
+class DataSize:
+    """How many ratings, users and items are about to be partitioned (upper bounds or
+    estimates are enough: they only size the blocks)."""
+
+    ratings: int
+    users: int
+    items: int
+
+    def of(self, side: str) -> int:
+        return self.users if side == "user" else self.items
+
+
+def fixed_side_bytes(rows: int, params: ALSParams) -> int:
+    """Bytes of a side's stored factors (with its biases) as a half-step ships them."""
+    return rows * (params.rank + 1) * params.factor_bytes
+
+
+def block_counts(spark: SparkSession, params: ALSParams, size: DataSize | None = None
+                 ) -> dict[str, int]:
+    """Blocks per side: the user's setting, else twice the parallelism, raised so that a
+    block's rows in its Python worker fit :attr:`~mfspark.config.ALSParams.block_memory_mb`
+    (each row ``rank + 1`` doubles): its own solved rows (``side rows / blocks``) and, when
+    the other side is routed (:func:`routed`), the fixed rows it receives (at most one per
+    rating: ``ratings / blocks``)."""
+    given = {"user": params.num_user_blocks, "item": params.num_item_blocks}
+    per_block = max(1, (params.block_memory_mb << 20) // ((params.rank + 1) * 8))
+    out = {}
+    for side, other in (("user", "item"), ("item", "user")):
+        out[side] = given[side] or default_blocks(spark)
+        if given[side] or size is None:
+            continue
+        rows = size.of(side)
+        if fixed_side_bytes(size.of(other), params) > params.broadcast_mb << 20:
+            rows = max(rows, size.ratings)
+        out[side] = max(out[side], -(-rows // per_block))
+    return out
+
+
 def partition(ratings: DataFrame, params: ALSParams, held_out: bool = False,
-              storage: StorageLevel = StorageLevel.MEMORY_AND_DISK) -> PartitionedRatings:
+              storage: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+              size: DataSize | None = None) -> PartitionedRatings:
     """Persist ``ratings`` (``user``, ``item``: ``long`` keys, ``rating``, and with
-    ``held_out`` a boolean ``test``) partitioned by user block and by item block, and count
-    them; ``ratings`` is read once."""
+    ``held_out`` a boolean ``test``) partitioned by user block and by item block
+    (:func:`block_counts`, from ``size`` when known), and count them; ``ratings`` is read
+    once."""
     spark = ratings.sparkSession
-    blocks = {"user": params.num_user_blocks or default_blocks(spark),
-              "item": params.num_item_blocks or default_blocks(spark)}
+    blocks = block_counts(spark, params, size)
     layouts = {s: Layout(blocks[s], tuple(block_labels(spark, blocks[s]))) for s in SIDES}
     if not held_out:
         from pyspark.sql import functions as F
@@ -151,8 +191,7 @@ def routed(ratings: PartitionedRatings, params: ALSParams) -> dict[str, bool]:
     fixed side."""
     budget = params.broadcast_mb << 20
     other = {"user": "item", "item": "user"}
-    return {s: ratings.size(other[s]) * (params.rank + 1) * params.factor_bytes > budget
-            for s in SIDES}
+    return {s: fixed_side_bytes(ratings.size(other[s]), params) > budget for s in SIDES}
 
 
 def log_iteration(entry: dict[str, float]) -> None:

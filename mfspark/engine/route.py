@@ -1,20 +1,21 @@
 """How the fixed side's factors reach the blocks of a half-step.
 
 Each block's ``NEEDS`` row lists the fixed-side keys it references.  The fixed side's factor
-chunks are joined to the block's empty ``FIXED`` row, one of two ways:
+chunks reach the block's partition one of two ways:
 
 - **whole** (the fixed side fits :attr:`mfspark.config.ALSParams.broadcast_mb`): every factor
-  chunk is broadcast (Spark's broadcast join) and each block picks its rows;
+  chunk is broadcast (Spark's broadcast join to the block's empty ``FIXED`` row) and each
+  block picks its rows;
 - **routed** (larger sides): the fixed side's previous half-step already wrote, for every
   block that asked (its ``REQUEST`` rows), exactly the rows that block references
-  (``ROUTED`` rows); they are shuffled to their block and joined there, as MLlib ships its
-  out-blocks.
+  (``ROUTED`` rows); they are shuffled to their block's partition and read with the block's
+  packed rows (a partitioning-aware union), as MLlib ships its out-blocks.
 
-Both arrive as the same blobs in the same column, so the solve never knows which way they
-came.  The Gram matrix of the fixed side (implicit feedback) is broadcast to every block's
-``GRAM`` row, and a side's own previous factors (conjugate gradient, a start from given
-factors) are joined to its ``OWN`` row, block by block.  The packed blocks stay where they
-are cached: every join keeps their partitioning, so no half-step moves the ratings.
+Both arrive as the same blobs in the same column of ``FIXED`` rows, so the solve never knows
+which way they came.  The Gram matrix of the fixed side (implicit feedback) is broadcast to
+every block's ``GRAM`` row, and a side's own previous factors (conjugate gradient, a start
+from given factors) reach its partition as ``OWN`` rows, as routed rows do.  The packed
+blocks stay where they are cached: one block per partition, and nothing here moves them.
 """
 
 from __future__ import annotations
@@ -35,16 +36,19 @@ def _by_kind(packed: DataFrame, payload: DataFrame, anchor: int, column: str) ->
     return joined.drop("_kind")
 
 
-def _by_block(packed: DataFrame, payload: DataFrame, anchor: int, column: str,
+def _by_block(packed: DataFrame, payload: DataFrame, kind: int, column: str,
               num_blocks: int) -> DataFrame:
-    """Ship each of ``payload``'s blobs to the block named by its ``_block`` and join it to
-    that block's ``anchor`` row as ``column`` (the packed side is not moved: the payload is
-    partitioned as it is)."""
-    side = payload.select(F.col("_block"), F.col("blob").alias(column)) \
-        .repartition(num_blocks, "_block")
-    joined = packed.join(side, (packed["block"] == side["_block"])
-                         & (packed["kind"] == F.lit(anchor)), "left")
-    return joined.drop("_block")
+    """``packed`` and, as rows of ``kind`` with their blob in ``column``, ``payload``'s
+    blobs, each moved to the partition of the block named by its ``_block``.
+
+    A union, not a join: both sides are hash-partitioned by block into ``num_blocks``
+    partitions, so Spark reads the i-th partitions of both together (a partitioning-aware
+    union) and the packed side is not moved; no join operator buffers the payload, which
+    only the sort that groups a partition's rows by block sees (memory-managed, spilled to
+    disk when large)."""
+    side = payload.select(F.col("_block").alias("block"), F.lit(kind).alias("kind"),
+                          F.col("blob").alias(column)).repartition(num_blocks, "block")
+    return packed.unionByName(side, allowMissingColumns=True)
 
 
 def with_fixed(packed: DataFrame, fixed_path: str, routed: bool, num_blocks: int,

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -31,19 +32,20 @@ FACTORS, GRAM, ROUTED, STATS = range(4)
 SOLUTION_SCHEMA = ("block int, chunk int, kind int, dest int, blob binary, sse double, "
                    "penalty double, test_sse double, test_sae double, test_n long, "
                    "error string, peak long, ratings long, rows long")
-#: Upper bound on one factor chunk's bytes: small enough that the JVM's Arrow and Parquet
-#: buffers for a value stay small, large enough that a block is a handful of rows.
-SOLUTION_CHUNK_BYTES = 4 << 20
+#: Upper bound on one factor chunk's bytes: under half a G1 heap region (see
+#: :data:`mfspark.engine.blocks.CHUNK_RATINGS`), so that no value the JVM buffers is a
+#: "humongous" object, and large enough that the per-row costs vanish.
+SOLUTION_CHUNK_BYTES = 256 << 10
 
 #: Parquet writer options of the factor files: raw doubles do not compress, and a
-#: dictionary or min/max statistics of multi-megabyte binary values only cost time.  A
-#: writer buffers a page and a row group on the heap and checks their sizes only every 100
-#: to 10,000 rows by default: with chunks of several MiB that is hundreds of MiB per task.
-#: Checked every few rows, with 16 MiB row groups, a task holds a few chunks whatever the
-#: side's size.
+#: dictionary or min/max statistics of large binary values only cost time.  A writer
+#: buffers a page and a row group on the heap and checks their sizes only every 100 to
+#: 10,000 rows by default: with chunks of hundreds of KiB that is tens of MiB per task.
+#: Checked every few rows, with 2 MiB row groups (also what the vectorized reader buffers
+#: per batch), a task holds a few chunks whatever the side's size.
 FACTOR_WRITE_OPTIONS = {"compression": "none", "parquet.enable.dictionary": "false",
                         "parquet.column.statistics.enabled": "false",
-                        "parquet.block.size": str(16 << 20),
+                        "parquet.block.size": str(2 << 20),
                         "parquet.block.size.row.check.min": "1",
                         "parquet.block.size.row.check.max": "4",
                         "parquet.page.size.row.check.min": "1",
@@ -72,16 +74,20 @@ def factor_rows(spark: SparkSession, path: str, rank: int | None = None) -> Data
 
     def explode(batches):
         for chunks in batches:
-            for blob in chunks["blob"]:
+            for blob in chunks.column("blob").to_pylist():
                 keys, bias, factors = decode_factors(blob)
-                if rank is not None and factors.shape[1] != rank:
-                    raise FactorLayoutError(f"{path} holds rank {factors.shape[1]} factors, "
-                                            f"expected {rank}")
-                yield pd.DataFrame({"key": keys, "bias": bias,
-                                    "features": list(factors.astype("float64"))})
+                n, k = factors.shape
+                if rank is not None and k != rank:
+                    raise FactorLayoutError(f"{path} holds rank {k} factors, expected {rank}")
+                # one flat Arrow array of values cut into rows by offsets: no object per row
+                features = pa.ListArray.from_arrays(
+                    pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)),
+                    pa.array(factors.astype(np.float64).ravel()))
+                yield pa.RecordBatch.from_arrays([pa.array(keys), pa.array(bias), features],
+                                                 names=["key", "bias", "features"])
 
     return (read_solution(spark, path).filter(F.col("kind") == FACTORS).select("blob")
-            .mapInPandas(explode, FACTOR_ROWS_SCHEMA))
+            .mapInArrow(explode, FACTOR_ROWS_SCHEMA))
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ class ALS(Estimator[ALSModel], EstimatorParams, DefaultParamsWritable,
         check_workers(spark)  # before the first job, whose UDFs would fail in the workers
         ratings, stats = typed_ratings(dataset.select(*selected), source="ALS.fit",
                                        keep_id_types=True)
-        prepared = prepare(ratings, params, storage=intermediate)
+        prepared = prepare(ratings, params, storage=intermediate, stats=stats)
         work_dir, temporary = self._work_dir(spark)
         try:
             initial = initial_from_model(start, prepared, params) if start is not None else None

@@ -138,10 +138,10 @@ class EstimatorParams(ModelParams, HasMaxIter, HasRegParam, HasCheckpointInterva
     rank: Param[int] = _param("rank", "rank of the factorization (0: biases only)",
                               TypeConverters.toInt)
     numUserBlocks: Param[int] = _param(
-        "numUserBlocks", "number of user blocks (grouped-UDF groups of the user half-step, "
+        "numUserBlocks", "number of user blocks (pandas UDF calls of the user half-step, "
         ">= 1)", TypeConverters.toInt)
     numItemBlocks: Param[int] = _param(
-        "numItemBlocks", "number of item blocks (grouped-UDF groups of the item half-step, "
+        "numItemBlocks", "number of item blocks (pandas UDF calls of the item half-step, "
         ">= 1)", TypeConverters.toInt)
     intermediateStorageLevel: Param[str] = _param(
         "intermediateStorageLevel", "StorageLevel name of the two block-partitioned copies of "

@@ -165,6 +165,19 @@ def test_out_of_memory_is_found_in_a_cause_and_in_python():
     assert cli.error_message(RuntimeError("executor lost")) is None
 
 
+def test_a_killed_python_worker_is_reported_as_memory():
+    """The operating system or a container limit kills a worker that outgrows its memory:
+    Spark only says the worker exited; the job names the memory settings and the blocks."""
+    killed = PySparkException(message=(
+        "Job aborted due to stage failure: Task 1 in stage 12.0 failed 1 times: "
+        "org.apache.spark.SparkException: Python worker exited unexpectedly (crashed)"))
+    message = cli.out_of_memory_message(killed)
+    assert message is not None and "Python worker was killed" in message
+    for setting in ("spark.executor.memoryOverhead", "--item-blocks", "--block-memory-mb"):
+        assert setting in message
+    assert cli.error_message(killed)[1] == cli.EXIT_OUT_OF_MEMORY
+
+
 def test_an_error_whose_text_fails_is_still_classified():
     class Unprintable(Exception):
         def __str__(self) -> str:

@@ -38,6 +38,7 @@ def test_range_bounds_are_inclusive_and_can_be_off(spark):
         typed_ratings(df, rating_range=(0.5, 5.0))
     typed, stats = typed_ratings(df, rating_range=None)
     assert stats.rows == 3 and sorted(r.rating for r in typed.collect()) == [-3.0, 0.5, 5.0]
+    assert (stats.users, stats.items) == (2, 2)  # distinct IDs, which size the blocks
 
 
 def test_first_problem_is_the_reason(spark):

@@ -169,21 +169,44 @@ def test_blocks_are_balanced_whatever_the_ids(keys):
 
 
 def test_partitioning_settings_are_scoped_and_respect_the_users_settings(spark):
-    from mfspark.engine.blocks import CACHE_BATCH_ROWS, PARTITION_ARROW_BATCH, partition_settings
+    from mfspark.engine.blocks import CACHE_BATCH_ROWS, SPLIT_RATINGS, partition_settings
 
     arrow = "spark.sql.execution.arrow.maxRecordsPerBatch"
     cache = "spark.sql.inMemoryColumnarStorage.batchSize"
     assert spark.conf.get(arrow, None) is None and spark.conf.get(cache, None) is None
-    with partition_settings(spark, 1 << 20):
-        assert spark.conf.get(arrow) == str(PARTITION_ARROW_BATCH)
+    with partition_settings(spark):
+        assert spark.conf.get(arrow) == str(SPLIT_RATINGS)
         assert spark.conf.get(cache) == str(CACHE_BATCH_ROWS)
     assert spark.conf.get(arrow, None) is None and spark.conf.get(cache, None) is None
     spark.conf.set(arrow, "777")
     try:
-        with partition_settings(spark, 1 << 20):
+        with partition_settings(spark):
             assert spark.conf.get(arrow) == "777"
             assert spark.conf.get(cache) == str(CACHE_BATCH_ROWS)
         assert spark.conf.get(arrow) == "777"
         assert spark.conf.get(cache, None) is None
     finally:
         spark.conf.unset(arrow)
+
+
+def test_block_counts_fit_a_blocks_rows_in_the_budget(spark):
+    """Unset block counts are twice the parallelism (local[2]: 4), raised so that a block's
+    own rows and, when the other side is routed, the fixed rows it receives (one per rating
+    at most) fit ``block_memory_mb``: 1.7M users x 20K items at rank 64 give 7 user blocks
+    (their own rows) and 24 item blocks (the routed users)."""
+    from mfspark.engine.loop import DataSize, block_counts
+
+    size = DataSize(ratings=6_123_779, users=1_700_000, items=20_000)
+    params = ALSParams(rank=64)
+    per_block = (128 << 20) // (65 * 8)  # rows of 65 doubles in 128 MiB
+    assert block_counts(spark, params, size) == {"user": -(-1_700_000 // per_block),
+                                                 "item": -(-6_123_779 // per_block)} \
+        == {"user": 7, "item": 24}
+    assert block_counts(spark, params) == {"user": 4, "item": 4}  # size unknown
+    assert block_counts(spark, ALSParams(rank=64, broadcast_mb=1024), size) == \
+        {"user": 7, "item": 4}  # the users are broadcast: a block keeps the ones it needs
+    assert block_counts(spark, ALSParams(rank=64, block_memory_mb=512), size) == \
+        {"user": 4, "item": 6}
+    assert block_counts(spark, ALSParams(rank=64, num_item_blocks=5), size)["item"] == 5
+    assert block_counts(spark, ALSParams(rank=10), DataSize(5_000_000, 50_000, 20_000)) == \
+        {"user": 4, "item": 4}  # the 5M benchmark: both sides broadcast and small

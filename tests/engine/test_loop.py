@@ -139,28 +139,34 @@ def test_float32_factors_train_to_nearly_the_same_model(spark, tmp_path):
     np.testing.assert_allclose(low, fits["float64"].users.factors, atol=1e-5)
 
 
-@pytest.mark.parametrize("clip", [None, (1.0, 4.2)])
-def test_held_out_error_is_the_models_error_on_them(spark, tmp_path, clip):
+@pytest.mark.parametrize("clip,budget", [(None, 128), ((1.0, 4.2), 128), (None, 0)])
+def test_held_out_error_is_the_models_error_on_them(spark, tmp_path, clip, budget):
     """The test RMSE and MAE each iteration reports (computed inside the item half-steps)
     are the fitted model's errors on the held-out ratings, with docs/model.md's fallbacks for a
-    user or item unseen in training and predictions clipped when asked."""
+    user or item unseen in training and predictions clipped when asked; the same when the
+    users are routed (a budget of 0 MiB) and held-out ratings reference users that no
+    training rating of their item block does."""
     from pyspark.sql import functions as F
 
     from mfspark.core.local import predict
 
-    users, items, ratings = random_ratings(40, 30, 0.3, seed=23)
-    test = (np.array([0, 5, 77, 3, 78, 39]), np.array([1, 88, 2, 29, 89, 0]),
-            np.array([4.0, 2.0, 5.0, 1.0, 3.0, 4.5]))  # unknown item, user, both
+    users, items, ratings = random_ratings(300, 30, 0.05, seed=23)
+    rng = np.random.default_rng(29)
+    known = (rng.integers(0, 300, 40), rng.integers(0, 30, 40), rng.uniform(1, 5, 40))
+    test = tuple(np.concatenate([a, b]) for a, b in zip(
+        (np.array([0, 5, 377, 3, 378, 39]), np.array([1, 88, 2, 29, 89, 0]),
+         np.array([4.0, 2.0, 5.0, 1.0, 3.0, 4.5])), known))  # unknown item, user, both
     frame = (indexed_frame(spark, users, items, ratings).withColumn("test", F.lit(False))
              .unionByName(indexed_frame(spark, *test).withColumn("test", F.lit(True))))
-    params = ALSParams(rank=3, reg=0.2, iterations=2, num_user_blocks=2, num_item_blocks=3)
+    params = ALSParams(rank=3, reg=0.2, iterations=2, num_user_blocks=2, num_item_blocks=3,
+                       broadcast_mb=budget)
     parts = partition(frame, params, held_out=True)
     try:
         done = fit(parts, params, str(tmp_path), clip=clip)
-        got = Fitted(spark, done, 40, 30, 3)
+        got = Fitted(spark, done, 300, 30, 3)
     finally:
         parts.unpersist()
-    known_u = np.where(test[0] < 40, test[0], -1)
+    known_u = np.where(test[0] < 300, test[0], -1)
     known_i = np.where(test[1] < 30, test[1], -1)
     pred = predict(known_u, known_i, got.users, got.items, got.mu)
     if clip is not None:
