@@ -146,7 +146,7 @@ def main() -> None:
         reached = next((k for k in range(1, args.iterations + 1)
                         if warm.objective(k) <= target * (1 + TOLERANCE)), None)
         for k in sorted({args.few, reached or args.iterations}):
-            rows.append((f"(b) warm start from the old model", k, rmse(warm.model(k), test),
+            rows.append(("(b) warm start from the old model", k, rmse(warm.model(k), test),
                          warm.ends[k - 1]))
         began = time.perf_counter()
         new_ratings = grown.join(new_users, "user", "left_semi")

@@ -22,8 +22,8 @@ from mfspark.evaluation.benchmark import (arithmetic_bound_seconds, environment,
                                           repeated, summarize, warm_up)
 
 COLUMNS = ["system", "rank", "fit_seconds", "seconds_per_iteration", "test_rmse",
-           "time_vs_mllib", "rmse_vs_mllib", "time_vs_lenskit", "jvm_peak_heap_mb", "python_peak_rss_mb",
-           "runs", "fit_seconds_min", "fit_seconds_max"]
+           "time_vs_mllib", "rmse_vs_mllib", "time_vs_lenskit", "jvm_peak_heap_mb",
+           "python_peak_rss_mb", "runs", "fit_seconds_min", "fit_seconds_max"]
 
 
 def table(rows: list[dict]) -> str:

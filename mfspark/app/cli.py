@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -142,25 +144,92 @@ def _error_text(err: BaseException) -> str:
     return "\n".join(parts)
 
 
+def _jvm_exited(grace: float = 30.0) -> bool | None:
+    """Whether the JVM this Python process started has exited, or does within ``grace``
+    seconds (a JVM stopping runs its shutdown hooks first); None: not started here, as
+    under ``spark-submit``."""
+    import subprocess
+
+    from pyspark import SparkContext
+
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is None:
+        return None
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _jvm_lost(err: BaseException) -> bool:
+    """Whether ``err`` or one of its causes shows the Spark JVM gone mid-job: its
+    connection closed, or an error whose text it can no longer give (Spark stops the
+    whole driver JVM on an ``OutOfMemoryError`` in a task of local mode, after logging
+    it); where this process started the JVM, only if it has exited."""
+    try:
+        from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
+    except ImportError:  # a Spark Connect client without py4j: no JVM of its own
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Py4JNetworkError):
+            break
+        if isinstance(current, Py4JJavaError):
+            try:
+                str(current)
+            except Exception:  # noqa: BLE001 - the JVM cannot describe its own error
+                break
+        if isinstance(current, Py4JError) and "does not exist in the JVM" in str(current):
+            break  # the gateway answers no more (its classes are unloaded)
+        current = current.__cause__ or current.__context__
+    else:
+        return False
+    return _jvm_exited() is not False
+
+
 def out_of_memory_message(err: BaseException) -> str | None:
     """One line naming the settings to change if ``err`` reports memory exhausted (a JVM
-    ``OutOfMemoryError`` in a Spark error's text, or a Python ``MemoryError``), else None."""
+    ``OutOfMemoryError`` in a Spark error's text, a Python ``MemoryError``, a Python worker
+    killed, or the JVM gone mid-job), else None."""
     text = _error_text(err)
     if _JVM_OOM in text:
         line = next(x for x in text.splitlines() if _JVM_OOM in x)
-        found = line[line.index(_JVM_OOM):].strip()[:120]
+        found = "out of memory (" + line[line.index(_JVM_OOM):].strip()[:120] + ")"
     elif isinstance(err, MemoryError) or "\nMemoryError" in text:
-        found = "Python MemoryError"
+        found = "out of memory (Python MemoryError)"
     elif _WORKER_KILLED in text:
-        found = "a Python worker was killed, most likely for its memory"
+        found = "out of memory (a Python worker was killed, most likely for its memory)"
+    elif _jvm_lost(err):
+        found = ("the Spark JVM stopped during the job, most likely out of memory (its log "
+                 f"above names the error, e.g. {_JVM_OOM}: Java heap space)")
     else:
         return None
-    return (f"out of memory ({found}). Give Spark more memory (spark.driver.memory, "
+    return (f"{found}. Give Spark more memory (spark.driver.memory, "
             "spark.executor.memory, and spark.executor.memoryOverhead for the Python "
             "workers, e.g. spark-submit --driver-memory 4g --executor-memory 4g), or make "
             "the blocks smaller: more of them with --user-blocks / --item-blocks "
             "(als.num_user_blocks / als.num_item_blocks; the estimator's numUserBlocks / "
             "numItemBlocks) or a lower --block-memory-mb")
+
+
+#: Spark's error classes for memory settings it refuses when the session starts.
+_REFUSED_SETTINGS = ("[INVALID_DRIVER_MEMORY", "[INVALID_EXECUTOR_MEMORY")
+
+
+def refused_setting_message(err: BaseException) -> str | None:
+    """Spark's own sentence when it refused a memory setting at start-up (``Insufficient
+    driver memory: ... Please increase heap size using the --driver-memory option``), else
+    None."""
+    lines = _error_text(err).splitlines()
+    for i, line in enumerate(lines):
+        if any(name in line for name in _REFUSED_SETTINGS):
+            found = line[line.index("["):]
+            advice = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return re.sub(r"\s*SQLSTATE: \w+", "", f"{found} {advice}").strip()
+    return None
 
 
 def error_message(err: BaseException) -> tuple[str, int] | None:
@@ -174,8 +243,26 @@ def error_message(err: BaseException) -> tuple[str, int] | None:
     if isinstance(err, FileNotFoundError):
         missing = f"{err.strerror}: {err.filename}" if err.filename else str(err)
         return f"{missing} (check the path)", EXIT_BAD_INPUT
+    refused = refused_setting_message(err)
+    if refused is not None:
+        return refused, EXIT_BAD_INPUT
     message = out_of_memory_message(err)
     return (message, EXIT_OUT_OF_MEMORY) if message is not None else None
+
+
+def _not_py4j(record: logging.LogRecord) -> bool:
+    """py4j logs each lost connection with its traceback to the root logger; when the JVM
+    is gone the job says so in one line (:func:`out_of_memory_message`)."""
+    return f"{os.sep}py4j{os.sep}" not in record.pathname
+
+
+def setup_logging() -> None:
+    """A job's log lines: mfspark's from info level up, other libraries' from warnings up,
+    py4j's connection errors left out."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("mfspark").setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_py4j)
 
 
 def _debug_requested(argv: list[str]) -> bool:

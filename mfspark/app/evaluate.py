@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import time
 
 from mfspark.ml.model import ALSModel
-from mfspark.app.cli import add_debug_flag, add_ratings_flags, job, read_flagged_ratings
+from mfspark.app.cli import (add_debug_flag, add_ratings_flags, job, read_flagged_ratings,
+                             setup_logging)
 from mfspark.io import fs
 from mfspark.evaluation.metrics import ranking_metrics, rating_metrics
 from mfspark.ml.params import COLD_START_STRATEGIES
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.test_fraction is not None and not 0 < args.test_fraction < 1:
         parser().error(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     began = time.perf_counter()
     spark = get_session(args.master, app_name="mfspark-evaluate")
     model = ALSModel.load(args.model).setUserCol("user").setItemCol("item") \

@@ -11,14 +11,14 @@ the fold-in's summary appended to its metadata (``fold_ins``).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 import uuid
 from typing import Any
 
 from pyspark.sql import SparkSession
 
-from mfspark.app.cli import add_debug_flag, add_ratings_flags, job, read_flagged_ratings
+from mfspark.app.cli import (add_debug_flag, add_ratings_flags, job, read_flagged_ratings,
+                             setup_logging)
 from mfspark.app.session import get_session
 from mfspark.io import fs
 from mfspark.io.model import check_writable, write_model
@@ -68,7 +68,7 @@ def fold_in_saved(spark: SparkSession, model_dir: str, ratings_args: argparse.Na
 @job
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     spark = get_session(args.master, app_name="mfspark-foldin")
     summary = fold_in_saved(spark, args.model, args, args.out, args.side, args.overwrite)
     other = "item" if args.side == "user" else "user"

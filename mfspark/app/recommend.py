@@ -9,11 +9,11 @@ ratings).  Writes one row per recommendation: ``user``, ``rank`` (1 = best), ``i
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 
 from mfspark.ml.model import ALSModel
-from mfspark.app.cli import add_debug_flag, add_ratings_flags, job, read_flagged_ratings
+from mfspark.app.cli import (add_debug_flag, add_ratings_flags, job, read_flagged_ratings,
+                             setup_logging)
 from mfspark.io.tables import TABLE_FORMATS, read_ids, write_table
 from mfspark.ml.recommend import flatten
 from mfspark.app.session import get_session
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.k < 1:
         parser().error(f"--k must be >= 1, got {args.k}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     began = time.perf_counter()
     spark = get_session(args.master, app_name="mfspark-recommend")
     model = ALSModel.load(args.model).setUserCol("user").setItemCol("item")

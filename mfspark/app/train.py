@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 import mfspark
-from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings
+from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings, setup_logging
 from mfspark.app.report import train_report
 from mfspark.app.session import get_session
 from mfspark.config import JobConfig, settings_record
@@ -56,8 +56,9 @@ class PhaseClock:
         self.laps: dict[str, float] = {}
         self._mark = time.perf_counter()
 
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
+    def lap(self, name: str, at: float | None = None) -> None:
+        """End the lap ``name`` now, or at the ``perf_counter`` reading ``at``."""
+        now = time.perf_counter() if at is None else at
         self.laps[name] = now - self._mark
         self._mark = now
 
@@ -147,12 +148,15 @@ def train(spark: SparkSession, config: JobConfig, overwrite: bool = False,
         saved = warm[0]
         start = initial_factors(saved.user_factors, saved.item_factors, saved.metadata,
                                 prepared, config.als, warm[1]["path"])
-    fitted = fit(parts, config.als, work_dir, on_iteration=log_iteration, resume=state,
+
+    def on_iteration(entry: dict[str, float]) -> None:
+        if "fit: start" not in clock.laps:  # the seeded start ended as this iteration began
+            clock.lap("fit: start", at=time.perf_counter() - entry["seconds"])
+        log_iteration(entry)
+
+    fitted = fit(parts, config.als, work_dir, on_iteration=on_iteration, resume=state,
                  initial=start)
-    clock.lap("fit")
-    iterating = sum(h["seconds"] for h in fitted.history[len(state.history) if state else 0:])
-    clock.laps["fit: start"] = clock.laps["fit"] - iterating
-    clock.laps["fit: iterations"] = clock.laps.pop("fit") - clock.laps["fit: start"]
+    clock.lap("fit: iterations" if "fit: start" in clock.laps else "fit: start")
     recorded = settings_record(config)
     metadata = model_metadata(
         config.als, fitted, prepared, stats, rows_read=stats.rows, num_test=parts.num_test,
@@ -238,7 +242,7 @@ def show_top(result: TrainResult, show: int, k: int = 5) -> None:
 @job
 def main(argv: list[str] | None = None) -> TrainResult:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     # where the code came from: the checkout, an install, or a --py-files archive
     log.info("mfspark %s loaded from %s", mfspark.__version__, Path(mfspark.__file__).parent)
     try:

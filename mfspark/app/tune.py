@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mfspark import config as cfg
 from mfspark.app import report
-from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings
+from mfspark.app.cli import add_debug_flag, add_settings_flags, job, settings, setup_logging
 from mfspark.app.session import get_session
 from mfspark.data.split import SplitError
 from mfspark.evaluation import grid as grids
@@ -145,7 +145,7 @@ def progress(line: str) -> None:
 def main(argv: list[str] | None = None) -> tune.TuneResult:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     try:
         config, candidates, protocol = plan(args)
     except (cfg.ConfigError, grids.GridError, tune.TuneError) as err:

@@ -15,9 +15,10 @@ told apart by ``kind``:
   first, ``n`` of them, then columns only held-out ratings reference; ``target`` holds the
   block's number of rows, ``checksum`` how many of its ratings, training and held-out,
   repeat the (row, column) keys of another: duplicates, found where packing sorts anyway);
-- ``FIXED``, ``GRAM``, ``OWN``: empty placeholders that the fixed side's factor chunks, its
-  Gram matrix (implicit feedback) and the block's own previous factors (conjugate gradient,
-  warm starts) are joined to, so that no joined chunk carries a copy of a full row;
+- ``FIXED``, ``GRAM``: empty placeholders that the whole fixed side's factor chunks and its
+  Gram matrix (implicit feedback) are broadcast-joined to, so that no joined chunk carries
+  a copy of a full row (routed fixed rows and the block's own previous factors, for
+  conjugate gradient and warm starts, arrive as rows of their own: ``FIXED``, ``OWN``);
 - ``REQUEST``: which of this block's rows another block needs (``target``: the requesting
   block), so that a half-step can route each block exactly the rows it references
   (MLlib's out-blocks) when the fixed side is too large to send whole.
@@ -160,6 +161,12 @@ def repeated_pairs(rows: np.ndarray, cols: np.ndarray, ordered: bool = False) ->
     return int(np.count_nonzero((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])))
 
 
+def _chunks(size: int, *columns: np.ndarray):
+    """The aligned ``columns`` in consecutive slices of at most ``size`` entries."""
+    for lo in range(0, len(columns[0]), size):
+        yield tuple(c[lo:lo + size] for c in columns)
+
+
 def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_RATINGS
                ) -> pd.DataFrame:
     """Merge one block's pieces into its packed rows (module docstring)."""
@@ -174,13 +181,9 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
     t_rows, t_cols, t_ratings = _unpack_pieces(pieces, TEST)
     extra = np.setdiff1d(np.unique(t_cols), needs_train)
     needs = np.concatenate([needs_train, extra])
-    out = []
-    for k, lo in enumerate(range(0, len(rows), chunk_ratings)):
-        sl = slice(lo, lo + chunk_ratings)
-        out.append((block, k, TRAIN, len(rows[sl]), *encode_chunk(rows[sl], cols[sl],
-                                                                    ratings[sl]),
-                    -1, float(ratings[sl].sum()),
-                    checksum(rows[sl], needs_train[cols[sl]], ratings[sl])))
+    out = [(block, k, TRAIN, len(r), *encode_chunk(r, c, v), -1, float(v.sum()),
+            checksum(r, needs_train[c], v))
+           for k, (r, c, v) in enumerate(_chunks(chunk_ratings, rows, cols, ratings))]
     if len(t_rows):
         pos = np.searchsorted(keys, t_rows)
         known = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == t_rows)
@@ -190,17 +193,13 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
                 & (needs_train[np.minimum(in_train, max(len(needs_train) - 1, 0))] == t_cols)
                 if len(needs_train) else np.zeros(len(t_cols), bool))
         c_pos = np.where(seen, in_train, len(needs_train) + np.searchsorted(extra, t_cols))
-        for k, lo in enumerate(range(0, len(t_rows), chunk_ratings)):
-            sl = slice(lo, lo + chunk_ratings)
-            out.append((block, k, TEST, len(t_rows[sl]),
-                        *encode_positions(t_pos[sl], c_pos[sl], t_ratings[sl]), -1,
-                        float(t_ratings[sl].sum()), 0))
+        out += [(block, k, TEST, len(r), *encode_positions(r, c, v), -1, float(v.sum()), 0)
+                for k, (r, c, v) in enumerate(_chunks(chunk_ratings, t_pos, c_pos, t_ratings))]
     repeats = repeated_pairs(rows, cols, ordered=True) + repeated_pairs(t_rows, t_cols)
     out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
                 0.0, repeats))
     out.append((block, 0, FIXED, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, GRAM, 0, b"", b"", b"", -1, 0.0, 0))
-    out.append((block, 0, OWN, 0, b"", b"", b"", -1, 0.0, 0))
     targets = other.label_of(needs)
     for label in np.unique(targets):
         wanted = needs[targets == label]
@@ -314,14 +313,22 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
             finals = made[2:]
             stats = [block_stats(final) for final in finals]  # also caches them
     except BaseException:
-        for frame in made:
-            frame.unpersist()
+        for frame in (*made, pieces):
+            _release(frame)
         raise
-    finally:
-        pieces.unpersist()
+    pieces.unpersist()
     for frame in made[:2]:
         frame.unpersist()
     return finals[0], finals[1], stats
+
+
+def _release(frame: DataFrame) -> None:
+    """Unpersist ``frame`` after a failure, which may have stopped the JVM: an error here
+    would only hide the failure's own."""
+    try:
+        frame.unpersist()
+    except Exception:  # noqa: BLE001 - the failure being raised is the one to report
+        pass
 
 
 def block_stats(packed: DataFrame) -> dict:

@@ -150,23 +150,14 @@ def read_block(batches: Iterator[pd.DataFrame], rank: int
     return rows, fixed
 
 
-def gather(blobs: list[bytes], needs: np.ndarray
-           ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """The factors and biases of the ``needs`` rows out of the factor chunks that arrived
-    (float64; zero where a row did not arrive) and which ones did."""
+def gather(blobs: list[bytes], needs: np.ndarray, rank: int) -> FixedRows | None:
+    """The ``needs`` rows out of the factor chunks that arrived (None when none did)."""
     if not blobs:
-        return None, None, np.zeros(len(needs), bool)
-    parts = [decode_factors(b) for b in blobs]
-    keys = np.concatenate([p[0] for p in parts])
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    pos = np.minimum(np.searchsorted(keys, needs), len(keys) - 1)
-    found = keys[pos] == needs
-    take = order[pos]
-    bias = np.concatenate([p[1] for p in parts])[take]
-    factors = np.concatenate([p[2] for p in parts]).astype(np.float64)[take]
-    factors[~found], bias[~found] = 0.0, 0.0
-    return factors, bias, found
+        return None
+    rows = FixedRows(needs, rank)
+    for blob in blobs:
+        rows.add(*decode_factors(blob))
+    return rows
 
 
 def _rounded(factors: np.ndarray, value_bytes: int) -> np.ndarray:
@@ -242,10 +233,10 @@ def held_out_error(pdf: pd.DataFrame, factors: np.ndarray, bias: np.ndarray,
 def _own(pdf: pd.DataFrame, keys: np.ndarray, k1: int, biases: bool) -> np.ndarray | None:
     """The block's previous unknowns (factors, then the bias with biases), aligned with
     ``keys``; None when none arrived."""
-    factors, bias, found = gather(_blobs(pdf, "own"), keys)
-    if factors is None:
+    given = gather(_blobs(pdf, "own"), keys, k1 - int(biases))
+    if given is None:
         return None
-    return np.column_stack([factors, bias]) if biases and k1 > factors.shape[1] else factors
+    return np.column_stack([given.factors, given.bias]) if biases else given.factors
 
 
 def solve_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataFrame]:
@@ -304,8 +295,8 @@ def solve_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.Data
 
 
 def seed_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataFrame]:
-    """The grouped UDF of the seeded start: each row starts from the factors joined to its
-    block's ``OWN`` row when given, else from :func:`mfspark.core.state.seeded_factors` of
+    """The grouped UDF of the seeded start: each row starts from the factors that reached
+    its block as ``OWN`` rows when given, else from :func:`mfspark.core.state.seeded_factors` of
     its key (``|.|`` for nonnegative factors), with a zero bias; its penalty is recorded."""
     pdf = pd.concat(list(batches), ignore_index=True)
     block = int(pdf["block"].iloc[0])
@@ -316,9 +307,10 @@ def seed_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.DataF
     if step.objective.nonnegative:
         factors = np.abs(factors)
     bias = np.zeros(len(keys))
-    given, given_bias, found = gather(_blobs(pdf, "own"), keys)
+    given = gather(_blobs(pdf, "own"), keys, step.rank)
     if given is not None:
-        factors[found], bias[found] = given[found], given_bias[found]
+        factors[given.known], bias[given.known] = (given.factors[given.known],
+                                                   given.bias[given.known])
     counts = np.diff(np.r_[starts, len(rows)])
     if step.objective.implicit:  # lambda scales with the values > 0 (MLlib's numExplicits)
         counts = np.add.reduceat((ratings > 0).astype(np.int64), starts) if len(starts) \

@@ -232,6 +232,9 @@ def fit(ratings: PartitionedRatings, params: ALSParams, work_dir: str,
     spark = ratings.by_user.sparkSession
     first, seeded = params.order
     route = routed(ratings, params)
+    log.info("blocks: %s; fixed side per block: %s",
+             ", ".join(f"{ratings.layouts[s].num_blocks} {s}" for s in SIDES),
+             ", ".join(f"{s} step {'routed rows' if route[s] else 'whole'}" for s in SIDES))
     common = dict(objective=params.objective(), rank=params.rank,
                   max_gather=gather_limit(params.block_memory_mb, params.rank),
                   value_bytes=params.factor_bytes, gram=params.implicit_prefs, clip=clip,

@@ -25,7 +25,7 @@ from mfspark.config import ALSParams, InputSpec
 from mfspark.core.local import fit_in_memory, predict
 from mfspark.data.prepare import prepare
 from mfspark.data.split import random_split
-from mfspark.data.validate import typed_ratings
+from mfspark.data.validate import RatingStats, typed_ratings
 from mfspark.engine.loop import fit
 from mfspark.io.ratings import read_ratings
 
@@ -42,19 +42,21 @@ class Split:
     test: DataFrame
     num_train: int
     num_test: int
+    stats: RatingStats | None = None
+    """The validation's counts of all the ratings read (they size the blocks)."""
 
 
 def load_split(spark: SparkSession, path: str, test_fraction: float, seed: int) -> Split:
     """The ratings at ``path`` split by :func:`mfspark.data.split.random_split`; the test
     part keeps only ratings whose user and item are in the training part, the rows every
     system can score (MLlib cannot score the others)."""
-    ratings, _ = typed_ratings(read_ratings(spark, InputSpec(path=path)), path)
+    ratings, stats = typed_ratings(read_ratings(spark, InputSpec(path=path)), path)
     train, test = random_split(ratings.select("user", "item", "rating"), test_fraction, seed)
     train = train.persist(StorageLevel.MEMORY_AND_DISK)
     test = (test.join(train.select("user").distinct(), "user", "left_semi")
             .join(train.select("item").distinct(), "item", "left_semi")
             .select("user", "item", "rating").persist(StorageLevel.MEMORY_AND_DISK))
-    return Split(train, test, train.count(), test.count())
+    return Split(train, test, train.count(), test.count(), stats)
 
 
 def jvm_peak_heap_mb(spark: SparkSession, reset: bool = False) -> float:
@@ -107,7 +109,8 @@ def run_mfspark(data: Split, params: ALSParams, work_dir: str) -> dict[str, Any]
     spark = data.train.sparkSession
     jvm_peak_heap_mb(spark, reset=True)
     began = time.perf_counter()
-    prepared = prepare(data.train, params, None if params.implicit_prefs else data.test)
+    prepared = prepare(data.train, params, None if params.implicit_prefs else data.test,
+                       stats=data.stats)
     fitted = fit(prepared.ratings, params, work_dir)
     seconds = time.perf_counter() - began
     # implicit feedback predicts preferences, not ratings: no RMSE (benchmarks/implicit.py
@@ -172,16 +175,18 @@ def run_lenskit(data: Split, params: ALSParams) -> dict[str, Any]:
     factors (mfspark fits them inside every half-step).  ``fit_seconds`` runs from pandas
     frames to the trained model (the Dataset build included); ``collect_seconds`` is the
     time to bring the split from Spark to pandas, which a user on Spark also pays."""
+    if (params.implicit_prefs or params.nonnegative or not params.fit_biases
+            or params.reg_scale != "count"):
+        raise ValueError("system 'lenskit' (BiasedMFScorer) covers the default model with "
+                         "count-scaled regularization only: drop it from --systems with "
+                         "--implicit-prefs, --nonnegative, --no-biases or --reg-scale other "
+                         "than count")
     try:
         from lenskit.als import BiasedMFScorer
         from lenskit.data import from_interactions_df
     except ImportError as err:
         raise ValueError("system 'lenskit' needs LensKit: pip install 'mfspark[benchmark]', "
                          "or drop it from --systems") from err
-    if params.implicit_prefs or params.nonnegative or not params.fit_biases:
-        raise ValueError("system 'lenskit' (BiasedMFScorer) covers the default model only: "
-                         "drop it from --systems with --implicit-prefs, --nonnegative or "
-                         "--no-biases")
     began = time.perf_counter()
     train = data.train.select("user", "item", "rating").toPandas()
     test = data.test.select("user", "item", "rating").toPandas()
@@ -194,6 +199,9 @@ def run_lenskit(data: Split, params: ALSParams) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     u = scorer.users.numbers(test["user"].to_numpy(), missing="negative")
     i = scorer.items.numbers(test["item"].to_numpy(), missing="negative")
+    if (u < 0).any() or (i < 0).any():  # load_split keeps only IDs seen in training
+        raise RuntimeError(f"{int((u < 0).sum())} test users and {int((i < 0).sum())} test "
+                           "items are unknown to LensKit's model")
     bias = scorer.bias
     pred = (bias.global_bias + bias.user_biases[u] + bias.item_biases[i]
             + np.einsum("ij,ij->i", scorer.user_embeddings[u], scorer.item_embeddings[i]))
@@ -201,6 +209,10 @@ def run_lenskit(data: Split, params: ALSParams) -> dict[str, Any]:
     return {"fit_seconds": seconds, "seconds_per_iteration": seconds / params.iterations,
             "collect_seconds": collected, "test_rmse": error,
             "python_peak_rss_mb": python_peak_rss_mb()}
+
+
+#: The systems every other system's fit time is compared with, when they ran.
+ANCHORS = ("mllib", "lenskit")
 
 
 def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -> list[dict]:
@@ -219,14 +231,13 @@ def compare(data: Split, params: ALSParams, work_dir: str, systems: list[str]) -
             raise ValueError(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
         rows.append({"system": system, "rank": params.rank, "iterations": params.iterations,
                      "reg": params.reg, "reg_scale": params.reg_scale, **row})
-    mllib = next((r for r in rows if r["system"] == "mllib"), None)
-    lenskit = next((r for r in rows if r["system"] == "lenskit"), None)
+    anchors = {a: next((r for r in rows if r["system"] == a), None) for a in ANCHORS}
     for r in rows:
-        if mllib is not None:
-            r["time_vs_mllib"] = r["fit_seconds"] / mllib["fit_seconds"]
-            r["rmse_vs_mllib"] = r["test_rmse"] - mllib["test_rmse"]
-        if lenskit is not None:
-            r["time_vs_lenskit"] = r["fit_seconds"] / lenskit["fit_seconds"]
+        for name, anchor in anchors.items():
+            if anchor is not None:
+                r[f"time_vs_{name}"] = r["fit_seconds"] / anchor["fit_seconds"]
+        if anchors["mllib"] is not None:
+            r["rmse_vs_mllib"] = r["test_rmse"] - anchors["mllib"]["test_rmse"]
         r.update(implicit_prefs=params.implicit_prefs, alpha=params.alpha,
                  nonnegative=params.nonnegative,
                  biases=params.fit_biases and r["system"] != "mllib",  # MLlib has none

@@ -35,6 +35,7 @@ from pyspark.sql import DataFrame, SparkSession
 from mfspark.config import JobConfig
 from mfspark.data import split
 from mfspark.data.prepare import load, prepare
+from mfspark.data.validate import RatingStats
 from mfspark.engine.loop import Fit, fit
 from mfspark.errors import MfsparkValueError
 from mfspark.evaluation.grid import TUNABLE, Candidate
@@ -101,10 +102,13 @@ class TuneResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_ratings(spark: SparkSession, config: JobConfig, rejected_dir: str) -> DataFrame:
+def load_ratings(spark: SparkSession, config: JobConfig, rejected_dir: str
+                 ) -> tuple[DataFrame, RatingStats]:
     """The validated, de-duplicated ratings of ``config.input``, as ``jobs/train.py`` reads
-    them (so folds and holdouts here are those of the same data there)."""
-    return load(spark, config.input, rejected_dir).ratings
+    them (so folds and holdouts here are those of the same data there), and the
+    validation's counts (they size each fold's blocks)."""
+    loaded = load(spark, config.input, rejected_dir)
+    return loaded.ratings, loaded.stats
 
 
 def fit_groups(candidates: list[Candidate]) -> list[tuple[tuple[Any, ...], list[int]]]:
@@ -168,8 +172,8 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
         dataclasses.replace(config.als, **c)  # validates before any work
     began = time.perf_counter()
     fs.delete(spark, work_dir)  # what a killed earlier search left behind
-    ratings = load_ratings(spark, config, f"{work_dir}/rejected").persist(
-        StorageLevel.MEMORY_AND_DISK)
+    ratings, stats = load_ratings(spark, config, f"{work_dir}/rejected")
+    ratings = ratings.persist(StorageLevel.MEMORY_AND_DISK)
     pairs = protocol.splits(ratings)
     groups = fit_groups(candidates)
     index_of = {tuple(c[n] for n in TUNABLE): i for i, c in enumerate(candidates)}
@@ -179,7 +183,7 @@ def tune(spark: SparkSession, config: JobConfig, candidates: list[Candidate],
     fold_rows: list[dict[str, Any]] = []
     curve_rows: list[dict[str, Any]] = []
     for f, (train_df, test_df) in enumerate(pairs):
-        prepared = prepare(train_df, config.als, test_df)
+        prepared = prepare(train_df, config.als, test_df, stats=stats)
         parts = prepared.ratings
         fold = {"prepared": prepared, "train_raw": train_df, "test_raw": test_df}
         log.info("fold %d/%d: %d train ratings (%d users, %d items), %d test", f + 1, n_folds,

@@ -186,3 +186,63 @@ def test_an_error_whose_text_fails_is_still_classified():
     err = Unprintable()
     err.__cause__ = PySparkException(message=JVM_OOM)
     assert cli.out_of_memory_message(err) is not None
+
+
+def _lost_jvm_error() -> Exception:
+    """The chain a job gets when the JVM stops mid-job: the action's error (which can no
+    longer fetch its own text) and, raised while cleaning up after it, py4j's."""
+    from py4j.protocol import Py4JError
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ConnectionRefusedError("the JVM is gone")
+
+    try:
+        try:
+            raise Unprintable()
+        except Unprintable:
+            raise Py4JError("py4j.reflection.TypeUtil.isInstanceOf does not exist in the JVM")
+    except Py4JError as err:
+        return err
+
+
+@pytest.mark.parametrize("exit_code", [52, None])
+def test_a_jvm_stopped_mid_job_is_reported_as_memory_only_if_it_exited(monkeypatch,
+                                                                       exit_code):
+    from types import SimpleNamespace
+
+    from pyspark import SparkContext
+
+    import subprocess
+
+    def wait(timeout=None):
+        if exit_code is None:
+            raise subprocess.TimeoutExpired("java", timeout)
+        return exit_code
+
+    gateway = SimpleNamespace(proc=SimpleNamespace(wait=wait))
+    monkeypatch.setattr(SparkContext, "_gateway", gateway)
+    message = cli.out_of_memory_message(_lost_jvm_error())
+    if exit_code is None:  # still running: not a lost JVM, a bug to show in full
+        assert message is None and cli.error_message(_lost_jvm_error()) is None
+        return
+    assert message is not None and message.startswith("the Spark JVM stopped during the job")
+    for setting in ("spark.driver.memory", "--user-blocks", "--block-memory-mb"):
+        assert setting in message
+    assert "\n" not in message
+    assert cli.error_message(_lost_jvm_error())[1] == cli.EXIT_OUT_OF_MEMORY
+
+
+def test_a_memory_setting_spark_refuses_is_its_own_sentence():
+    refused = PySparkException(message=(
+        "An error occurred while calling None.org.apache.spark.api.java.JavaSparkContext.\n"
+        ": org.apache.spark.SparkIllegalArgumentException: [INVALID_DRIVER_MEMORY."
+        "SYSTEM_MEMORY] Insufficient driver memory: System memory 268435456 must be at least "
+        "471859200.\nPlease increase heap size using the --driver-memory option or "
+        "\"spark.driver.memory\" in Spark configuration. SQLSTATE: F0000\n"
+        "\tat org.apache.spark.memory.UnifiedMemoryManager$.getMaxMemory(...)\n"))
+    assert cli.error_message(refused) == (
+        "[INVALID_DRIVER_MEMORY.SYSTEM_MEMORY] Insufficient driver memory: System memory "
+        "268435456 must be at least 471859200. Please increase heap size using the "
+        "--driver-memory option or \"spark.driver.memory\" in Spark configuration.",
+        cli.EXIT_BAD_INPUT)

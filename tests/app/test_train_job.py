@@ -35,6 +35,16 @@ def test_movielens_100k_test_rmse(ml100k_run):
     assert all(b <= a * (1 + 1e-12) for a, b in zip(objectives, objectives[1:]))
 
 
+def test_phases_account_for_the_run(ml100k_run):
+    meta = ml100k_run[0].metadata
+    phases = meta["phases"]
+    assert list(phases)[-3:] == ["fit: start", "fit: iterations", "write model"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    # consecutive laps: together they cover the run up to its last phase's end
+    assert sum(phases.values()) == pytest.approx(meta["seconds"], abs=0.5)
+    assert phases["fit: iterations"] >= sum(h["seconds"] for h in meta["history"])
+
+
 def test_saved_model_layout(spark, ml100k_run):
     result, out = ml100k_run
     model = read_model(spark, str(out / "model"))

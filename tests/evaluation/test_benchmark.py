@@ -125,6 +125,18 @@ def test_lenskit_without_the_benchmark_extra_says_how_to_install_it(spark, monke
         compare(_lenskit_split(spark), ALSParams(rank=2, iterations=1), "unused", ["surprise"])
 
 
+@pytest.mark.parametrize("setting", [{"reg_scale": "none"}, {"nonnegative": True},
+                                     {"biases": False}])
+def test_lenskit_refuses_a_model_it_does_not_fit(spark, setting):
+    from mfspark.config import ALSParams
+    from mfspark.evaluation.benchmark import compare
+
+    with pytest.raises(ValueError, match="covers the default model with count-scaled "
+                                         "regularization only"):
+        compare(_lenskit_split(spark), ALSParams(rank=2, iterations=1, **setting), "unused",
+                ["lenskit"])
+
+
 def test_lenskit_fits_beside_mfspark_on_the_same_split(spark, tmp_path):
     """With the benchmark extra installed: LensKit's BiasedMFScorer scores the same test
     rows as mfspark, to a comparable RMSE, and every row gets its ratio to LensKit."""

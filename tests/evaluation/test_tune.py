@@ -103,7 +103,7 @@ def direct_cv(spark, path: str, cands: list[dict], k: int, seed: int) -> list[fl
     """Each candidate's mean test RMSE over the same folds, by the in-memory NumPy ALS."""
     config = cfg.override(cfg.JobConfig(), path=path)
     from mfspark.evaluation.tune import load_ratings
-    pdf = assign_folds(load_ratings(spark, config, "/nonexistent"), k, seed).toPandas()
+    pdf = assign_folds(load_ratings(spark, config, "/nonexistent")[0], k, seed).toPandas()
     means = []
     for c in cands:
         scores = []
