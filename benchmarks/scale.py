@@ -20,10 +20,15 @@ when given):
   (``mfspark.data.split``), ``pyspark.ml.recommendation.ALS(rank=K, maxIter=N).fit``, the
   test RMSE and ``model.save``.
 
+With ``--floor``, a third process follows: the design's floor, the same read and split, then
+grouped pandas UDFs over both sides' blocks that load the solver's libraries and only count
+rows (no factor): what any job of this shape keeps resident, whatever its math.
+
 For each it prints the exit code, the wall time, the peak resident memory of the whole
 process tree and of its largest processes (the JVM, the Python driver, the largest Python
-worker; sampled from ``/proc`` every 0.2 s), then the two ratios, mfspark / MLlib, of this one
-run, and each system's test RMSE.
+worker), and the tree's peak proportional set size (PSS: a page a forked Python worker
+shares with the daemon it came from counts once), all sampled from ``/proc`` every 0.2 s;
+then the ratios to MLlib of this one run, and each system's test RMSE.
 
 ``--curve U ...`` is the memory scale curve: for each user count ``U`` it generates (into
 ``DIR/users-U``, when missing) ``U x --ratings-per-user`` planted ratings over ``--items``
@@ -64,6 +69,20 @@ def role(pid: int, root: int) -> str:
     return "jvm" if name == b"java" else "worker" if name.startswith(b"python") else "other"
 
 
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size (MiB): its resident pages, each page it shares
+    with other processes (a forked Python worker with the daemon it was forked from)
+    divided among them; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def tree_rss_mb(root: int) -> dict[int, float]:
     """Resident memory (MiB) of ``root`` and each of its descendants, from ``/proc``."""
     parents: dict[int, int] = {}
@@ -90,19 +109,23 @@ def tree_rss_mb(root: int) -> dict[int, float]:
 def measured(command: list[str], log: Path, env: dict[str, str] | None = None
              ) -> dict[str, float]:
     """Run ``command`` (output to ``log``), sampling its process tree's memory: the peak of
-    the whole tree (``peak_rss_mb``) and of the largest process of each role (``peak_jvm_mb``,
-    ``peak_driver_mb``, ``peak_worker_mb``)."""
+    the whole tree's resident memory (``peak_rss_mb``: a page shared by two processes counts
+    twice) and proportional set size (``peak_pss_mb``: it counts once), and of the largest
+    process of each role (``peak_jvm_mb``, ``peak_driver_mb``, ``peak_worker_mb``)."""
     began = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=env)
-        peaks = {"peak_rss_mb": 0.0, **{f"peak_{r}_mb": 0.0 for r in ROLES}}
+        peaks = {"peak_rss_mb": 0.0, "peak_pss_mb": 0.0,
+                 **{f"peak_{r}_mb": 0.0 for r in ROLES}}
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 sizes = tree_rss_mb(proc.pid)
                 peaks["peak_rss_mb"] = max(peaks["peak_rss_mb"], sum(sizes.values()))
+                peaks["peak_pss_mb"] = max(peaks["peak_pss_mb"],
+                                           sum(pss_mb(pid) for pid in sizes))
                 for pid, mb in sizes.items():
                     # not cached: the launch scripts exec the JVM under their own pid
                     key = f"peak_{role(pid, proc.pid)}_mb"
@@ -137,6 +160,40 @@ def mllib_child(args: argparse.Namespace) -> None:
     print(f"mllib test RMSE {rmse:.4f}")
 
 
+def floor_child(args: argparse.Namespace) -> None:
+    """The design's floor (the ``--floor`` child): the same read and split, then the
+    training ratings grouped by a hash block of each side in turn, through a grouped pandas
+    UDF that loads the solver's libraries (NumPy, pandas, Arrow, Numba, SciPy: what a
+    half-step's Python worker loads) and counts its rows batch by batch; the counts are
+    written to Parquet.  No factor is computed: what any job of this shape keeps resident,
+    whatever its math."""
+    from collections.abc import Iterator
+
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from mfspark.app.session import get_session
+    from mfspark.data.split import random_split
+
+    def count(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import mfspark.core.block  # noqa: F401 - the solver's libraries, loaded as a half-step does
+
+        block, rows = -1, 0
+        for pdf in batches:
+            block, rows = int(pdf["block"].iloc[0]), rows + len(pdf)
+        yield pd.DataFrame({"block": [block], "rows": [rows]})
+
+    spark = get_session("local[2]", "floor-scale")
+    ratings = spark.read.parquet(args.data).select("user", "item", "rating")
+    train, _ = random_split(ratings, 0.1, args.seed)
+    blocks = 2 * spark.sparkContext.defaultParallelism
+    for side in ("user", "item"):
+        (train.withColumn("block", F.pmod(F.hash(side), F.lit(blocks)))
+         .groupBy("block").applyInPandas(count, "block long, rows long")
+         .write.mode("overwrite").parquet(f"{args.out}/floor-{side}"))
+    print("floor: done")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="planted ratings (Parquet), made if missing")
@@ -156,10 +213,17 @@ def main() -> None:
                    help="ratings per user of the --curve's data (default 3.5)")
     p.add_argument("--plot", metavar="JSON", help="print and draw a curve saved by --curve "
                    "(its curve.json) again")
+    p.add_argument("--floor", action="store_true",
+                   help="also run the design's floor: the same read and split, then grouped "
+                        "pandas UDFs that load the solver's libraries and only count rows")
     p.add_argument("--mllib", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--floor-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.mllib:
         mllib_child(args)
+        return
+    if args.floor_child:
+        floor_child(args)
         return
     if not args.data and not args.plot:
         p.error("--data is required (unless --plot)")
@@ -197,6 +261,9 @@ def compare_jobs(args: argparse.Namespace, data: str, rank: int) -> dict[str, di
                   "--rank", str(rank), "--iterations", str(args.iterations),
                   "--seed", str(args.seed)],
     }
+    if args.floor:
+        systems["floor"] = [python, __file__, "--floor-child", "--data", data, "--out", out,
+                            "--seed", str(args.seed)]
     env = dict(os.environ)
     if args.driver_memory:
         env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {args.driver_memory} pyspark-shell"
@@ -208,12 +275,16 @@ def compare_jobs(args: argparse.Namespace, data: str, rank: int) -> dict[str, di
         r["rmse"] = test_rmse(log)
         print(f"rank {rank:3d} {name:8s} exit {r['exit']}  {r['seconds']:7.1f} s  peak RSS "
               f"{r['peak_rss_mb']:7.0f} MiB (JVM {r['peak_jvm_mb']:.0f}, Python driver "
-              f"{r['peak_driver_mb']:.0f}, largest Python worker {r['peak_worker_mb']:.0f})  "
-              f"test RMSE {r['rmse']}  (log: {log})", flush=True)
-    a, b = results["mfspark"], results["mllib"]
-    print(f"rank {rank}, {args.iterations} iterations, {data}: mfspark / MLlib "
-          f"time = {a['seconds'] / b['seconds']:.2f}, peak RSS = "
-          f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}", flush=True)
+              f"{r['peak_driver_mb']:.0f}, largest Python worker {r['peak_worker_mb']:.0f}), "
+              f"PSS {r['peak_pss_mb']:.0f} MiB  test RMSE {r['rmse']}  (log: {log})",
+              flush=True)
+    b = results["mllib"]
+    for name in results.keys() - {"mllib"}:
+        a = results[name]
+        print(f"rank {rank}, {args.iterations} iterations, {data}: {name} / MLlib "
+              f"time = {a['seconds'] / b['seconds']:.2f}, peak RSS = "
+              f"{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, peak PSS = "
+              f"{a['peak_pss_mb'] / max(b['peak_pss_mb'], 1e-9):.2f}", flush=True)
     return results
 
 

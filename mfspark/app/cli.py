@@ -162,11 +162,17 @@ def _jvm_exited(grace: float = 30.0) -> bool | None:
     return True
 
 
+#: What a call says that reached a SparkContext while Spark stopped it.
+_STOPPED = ("SparkContext was shut down", "stopped SparkContext",
+            "SparkContext.dagScheduler()\" is null")
+
+
 def _jvm_lost(err: BaseException) -> bool:
     """Whether ``err`` or one of its causes shows the Spark JVM gone mid-job: its
-    connection closed, or an error whose text it can no longer give (Spark stops the
-    whole driver JVM on an ``OutOfMemoryError`` in a task of local mode, after logging
-    it); where this process started the JVM, only if it has exited."""
+    connection closed, an error whose text it can no longer give, or a call that found
+    the SparkContext stopping (Spark stops the whole driver JVM on an ``OutOfMemoryError``
+    in a task of local mode, after logging it); where this process started the JVM, only
+    if it has exited."""
     try:
         from py4j.protocol import Py4JError, Py4JJavaError, Py4JNetworkError
     except ImportError:  # a Spark Connect client without py4j: no JVM of its own
@@ -184,6 +190,8 @@ def _jvm_lost(err: BaseException) -> bool:
                 break
         if isinstance(current, Py4JError) and "does not exist in the JVM" in str(current):
             break  # the gateway answers no more (its classes are unloaded)
+        if isinstance(current, Py4JError) and any(m in str(current) for m in _STOPPED):
+            break  # the call reached a SparkContext already stopping
         current = current.__cause__ or current.__context__
     else:
         return False

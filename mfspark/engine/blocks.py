@@ -11,17 +11,20 @@ told apart by ``kind``:
 - ``TEST``: held-out ratings whose key on this side hashes to this block (only in the copy
   of the side solved last in an iteration, where the test error is computed): row and
   column positions, -1 where the key is unknown to training;
-- ``NEEDS``: the sorted keys of the fixed-side rows the block references (training columns
-  first, ``n`` of them, then columns only held-out ratings reference; ``target`` holds the
-  block's number of rows, ``checksum`` how many of its ratings, training and held-out,
-  repeat the (row, column) keys of another: duplicates, found where packing sorts anyway);
+- ``NEEDS``: the keys of the fixed-side rows the block references (the training columns,
+  sorted, then the columns only held-out ratings reference, sorted), at most
+  :data:`CHUNK_RATINGS` keys per row, ``n``: how many in all; the first row's ``target``
+  holds the block's number of rows, its ``checksum`` how many of the block's ratings,
+  training and held-out, repeat the (row, column) keys of another: duplicates, found where
+  packing sorts anyway;
 - ``FIXED``, ``GRAM``: empty placeholders that the whole fixed side's factor chunks and its
   Gram matrix (implicit feedback) are broadcast-joined to, so that no joined chunk carries
   a copy of a full row (routed fixed rows and the block's own previous factors, for
   conjugate gradient and warm starts, arrive as rows of their own: ``FIXED``, ``OWN``);
 - ``REQUEST``: which of this block's rows another block needs (``target``: the requesting
-  block), so that a half-step can route each block exactly the rows it references
-  (MLlib's out-blocks) when the fixed side is too large to send whole.
+  block; keys chunked as ``NEEDS``'s), so that a half-step can route each block exactly
+  the rows it references (MLlib's out-blocks) when the fixed side is too large to send
+  whole.
 
 The ratings cross into Python once, in the partitioning pass, which splits each batch into
 unsorted pieces for both copies at once; everything after moves packed bytes.
@@ -50,7 +53,8 @@ PACKED_SCHEMA = ("block int, chunk int, kind int, n long, rows binary, cols bina
 #: Unsorted pieces of blocks on their way to being packed: ``side`` 0 rows are users, 1
 #: items; rows and columns as keys.
 _PIECE_SCHEMA = "side int, block int, kind int, rows binary, cols binary, ratings binary"
-#: Ratings per packed chunk: each of its binary values stays under 512 KiB.  The JVM's heap
+#: Ratings per packed chunk (keys per ``NEEDS`` or ``REQUEST`` row): each of its binary
+#: values stays under 512 KiB.  The JVM's heap
 #: (G1, regions of 1 MiB under a 1 GiB heap) places every array of half a region or more
 #: in contiguous "humongous" regions, and a stream of multi-megabyte values fragments a
 #: small heap into an out-of-memory error long before it is full.
@@ -167,6 +171,11 @@ def _chunks(size: int, *columns: np.ndarray):
         yield tuple(c[lo:lo + size] for c in columns)
 
 
+def _key_rows(size: int, keys: np.ndarray) -> list[np.ndarray]:
+    """``keys`` in consecutive slices of at most ``size``: at least one, maybe empty."""
+    return [keys[lo:lo + size] for lo in range(0, max(len(keys), 1), size)]
+
+
 def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_RATINGS
                ) -> pd.DataFrame:
     """Merge one block's pieces into its packed rows (module docstring)."""
@@ -196,23 +205,26 @@ def pack_block(pieces: pd.DataFrame, other: Layout, chunk_ratings: int = CHUNK_R
         out += [(block, k, TEST, len(r), *encode_positions(r, c, v), -1, float(v.sum()), 0)
                 for k, (r, c, v) in enumerate(_chunks(chunk_ratings, t_pos, c_pos, t_ratings))]
     repeats = repeated_pairs(rows, cols, ordered=True) + repeated_pairs(t_rows, t_cols)
-    out.append((block, 0, NEEDS, len(needs_train), encode_keys(needs), b"", b"", len(keys),
-                0.0, repeats))
+    out += [(block, k, NEEDS, len(needs), encode_keys(part), b"", b"",
+             len(keys) if k == 0 else 0, 0.0, repeats if k == 0 else 0)
+            for k, part in enumerate(_key_rows(chunk_ratings, needs))]
     out.append((block, 0, FIXED, 0, b"", b"", b"", -1, 0.0, 0))
     out.append((block, 0, GRAM, 0, b"", b"", b"", -1, 0.0, 0))
     targets = other.label_of(needs)
     for label in np.unique(targets):
         wanted = needs[targets == label]
-        out.append((block, 0, REQUEST, len(wanted), encode_keys(wanted), b"", b"",
-                    int(label), 0.0, 0))
+        out += [(block, k, REQUEST, len(part), encode_keys(part), b"", b"", int(label), 0.0, 0)
+                for k, part in enumerate(_key_rows(chunk_ratings, wanted))]
     return pd.DataFrame(out, columns=["block", "chunk", "kind", "n", "rows", "cols", "ratings",
                                       "target", "rating_sum", "checksum"])
 
 
-#: Rows per in-memory columnar batch of the cached packed frames: Spark's default of 10,000
-#: puts a whole block (every chunk's blobs) into one batch, built in one growing buffer on the
-#: heap; a few rows per batch bound that buffer by a few chunks.
-CACHE_BATCH_ROWS = 8
+#: Rows per in-memory columnar batch of the cached frames: each column of a batch is built in
+#: one buffer on the heap, and Spark's default of 10,000 rows puts a whole block (every
+#: chunk's blobs) into one.  One row per batch keeps every buffer at one value, under 512 KiB
+#: (:data:`CHUNK_RATINGS`): never a humongous allocation, which a 1 GiB heap can fail while
+#: compression threads hold the garbage collector off (G1's ``GCLocker``).
+CACHE_BATCH_ROWS = 1
 
 
 @contextmanager
@@ -283,15 +295,16 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
                            pdf["r"].to_numpy(np.float64), pdf["t"].to_numpy(bool), layouts,
                            test_side)
 
-    pieces = (ratings.select(F.col("user").cast("long").alias("u"),
-                             F.col("item").cast("long").alias("i"),
-                             F.col("rating").cast("double").alias("r"),
-                             F.col("test").cast("boolean").alias("t"))
-              .mapInPandas(split, _PIECE_SCHEMA)
-              .persist(StorageLevel.DISK_ONLY))  # split once, packed twice; off the heap
     made: list[DataFrame] = []
+    pieces = None
     try:
         with partition_settings(spark):
+            pieces = (ratings.select(F.col("user").cast("long").alias("u"),
+                                     F.col("item").cast("long").alias("i"),
+                                     F.col("rating").cast("double").alias("r"),
+                                     F.col("test").cast("boolean").alias("t"))
+                      .mapInPandas(split, _PIECE_SCHEMA)
+                      .persist(StorageLevel.DISK_ONLY))  # split once, packed twice
             first = []
             for side in (0, 1):
                 packed = (pieces.filter(F.col("side") == side).drop("side")
@@ -314,7 +327,8 @@ def partition_ratings(ratings: DataFrame, layouts: tuple[Layout, Layout],
             stats = [block_stats(final) for final in finals]  # also caches them
     except BaseException:
         for frame in (*made, pieces):
-            _release(frame)
+            if frame is not None:
+                _release(frame)
         raise
     pieces.unpersist()
     for frame in made[:2]:
@@ -346,8 +360,13 @@ def block_stats(packed: DataFrame) -> dict:
     return {k: (row[k] if row[k] is not None else 0) for k in row.asDict()}
 
 
-def needs_of(anchor: pd.DataFrame) -> tuple[np.ndarray, int]:
-    """A block's sorted needed keys and how many of them training ratings reference (from
-    its ``NEEDS`` row)."""
-    row = anchor.iloc[0]
-    return decode_keys(row["rows"]), int(row["n"])
+def needs_of(rows: pd.DataFrame) -> np.ndarray | None:
+    """A block's needed keys, in order, from its ``NEEDS`` rows; None until all of them are
+    among ``rows`` (each row tells how many keys there are in all)."""
+    rows = rows[rows["kind"] == NEEDS]
+    if not len(rows):
+        return None
+    keys = [decode_keys(b) for b in rows.sort_values("chunk")["rows"]]
+    if sum(len(k) for k in keys) < int(rows["n"].iloc[0]):
+        return None
+    return np.concatenate(keys)

@@ -125,17 +125,21 @@ def read_block(batches: Iterator[pd.DataFrame], rank: int
     as they are: ratings, needs, requests, own factors), and the fixed rows it references,
     decoded as they arrive (:class:`FixedRows`; None when the step has no fixed side)."""
     kept: list[pd.DataFrame] = []
-    early: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # chunks before NEEDS
+    early: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # chunks before all NEEDS
+    needs: list[pd.DataFrame] = []
     fixed: FixedRows | None = None
     for pdf in batches:
         if "fixed" not in pdf:
             kept.append(pdf)
             continue
         if fixed is None and (pdf["kind"] == NEEDS).any():
-            fixed = FixedRows(needs_of(pdf[pdf["kind"] == NEEDS])[0], rank)
-            for part in early:
-                fixed.add(*part)
-            early = []
+            needs.append(pdf[pdf["kind"] == NEEDS])
+            needed = needs_of(pd.concat(needs))
+            if needed is not None:
+                fixed = FixedRows(needed, rank)
+                for part in early:
+                    fixed.add(*part)
+                early = []
         for blob in _blobs(pdf, "fixed"):
             keys, bias, factors = decode_factors(blob)
             if fixed is not None:
@@ -145,7 +149,7 @@ def read_block(batches: Iterator[pd.DataFrame], rank: int
         kept.append(pdf[pdf["kind"] != FIXED].drop(columns="fixed"))
     rows = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(
         {"block": [], "kind": []})
-    if fixed is None and early:  # chunks but no NEEDS row: the block references nothing
+    if fixed is None and early:  # chunks but no NEEDS keys: the block references nothing
         fixed = FixedRows(np.zeros(0, np.int64), rank)
     return rows, fixed
 
@@ -249,8 +253,11 @@ def solve_group(batches: Iterator[pd.DataFrame], step: Step) -> Iterator[pd.Data
     try:
         rows, cols, ratings = _train(pdf)
         stats["ratings"] = len(rows)
-        needs, n_train = needs_of(pdf[pdf["kind"] == NEEDS])
-        if arrived is None:
+        needs = needs_of(pdf)
+        needs = np.zeros(0, np.int64) if needs is None else needs
+        # the training columns come first in the needs, and each occurs in a rating
+        n_train = int(cols.max()) + 1 if len(cols) else 0
+        if arrived is None or len(arrived.needs) != len(needs):  # none arrived for them
             arrived = FixedRows(needs, step.rank)
         fixed, fixed_bias, known = arrived.factors, arrived.bias, arrived.known
         if not known[:n_train].all():

@@ -206,9 +206,22 @@ def _lost_jvm_error() -> Exception:
         return err
 
 
+def _stopping_context_error() -> BaseException:
+    """What a call gets from a SparkContext that Spark is stopping (seen at 4M users in a
+    1 GiB driver)."""
+    from py4j.protocol import Py4JError
+
+    return Py4JError(
+        "An error occurred while calling o694.collectToPython.\n: java.lang.NullPointer"
+        "Exception: Cannot invoke \"org.apache.spark.scheduler.DAGScheduler.cleanupQueryJobs"
+        "(long)\" because the return value of \"org.apache.spark.SparkContext.dagScheduler()"
+        "\" is null")
+
+
 @pytest.mark.parametrize("exit_code", [52, None])
+@pytest.mark.parametrize("lost", [_lost_jvm_error, _stopping_context_error])
 def test_a_jvm_stopped_mid_job_is_reported_as_memory_only_if_it_exited(monkeypatch,
-                                                                       exit_code):
+                                                                       exit_code, lost):
     from types import SimpleNamespace
 
     from pyspark import SparkContext
@@ -222,15 +235,15 @@ def test_a_jvm_stopped_mid_job_is_reported_as_memory_only_if_it_exited(monkeypat
 
     gateway = SimpleNamespace(proc=SimpleNamespace(wait=wait))
     monkeypatch.setattr(SparkContext, "_gateway", gateway)
-    message = cli.out_of_memory_message(_lost_jvm_error())
+    message = cli.out_of_memory_message(lost())
     if exit_code is None:  # still running: not a lost JVM, a bug to show in full
-        assert message is None and cli.error_message(_lost_jvm_error()) is None
+        assert message is None and cli.error_message(lost()) is None
         return
     assert message is not None and message.startswith("the Spark JVM stopped during the job")
     for setting in ("spark.driver.memory", "--user-blocks", "--block-memory-mb"):
         assert setting in message
     assert "\n" not in message
-    assert cli.error_message(_lost_jvm_error())[1] == cli.EXIT_OUT_OF_MEMORY
+    assert cli.error_message(lost())[1] == cli.EXIT_OUT_OF_MEMORY
 
 
 def test_a_memory_setting_spark_refuses_is_its_own_sentence():

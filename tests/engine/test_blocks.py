@@ -9,7 +9,8 @@ import pytest
 
 from mfspark.config import ALSParams
 from mfspark.core.packing import block_of, decode_chunk, decode_keys, decode_positions
-from mfspark.engine.blocks import NEEDS, REQUEST, TEST, TRAIN, Layout, block_labels
+from mfspark.engine.blocks import (NEEDS, REQUEST, TEST, TRAIN, Layout, block_labels,
+                                   needs_of)
 from mfspark.engine.loop import partition
 
 from conftest import indexed_frame, random_ratings
@@ -42,10 +43,11 @@ def test_packed_copies_hold_every_rating_once_sorted_and_exact(spark):
         assert (stats[0]["rows"], stats[1]["rows"]) == (30, 12)
         for copy, swap, layout in ((by_user, False, layouts[0]), (by_item, True, layouts[1])):
             rows_ = copy.toPandas()
-            assert rows_[rows_.kind == TRAIN].groupby("block")["chunk"].nunique().max() > 1
+            for kind in (TRAIN, NEEDS):  # chunked: at most 7 ratings, or keys, per row
+                assert rows_[rows_.kind == kind].groupby("block")["chunk"].nunique().max() > 1
             got = []
             for label, block in rows_.groupby("block"):
-                needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+                needs = needs_of(block)
                 assert np.all(np.diff(needs) > 0)
                 train = block[block.kind == TRAIN].sort_values("chunk")
                 keys = np.concatenate([decode_chunk(int(n), r, c, v)[0] for n, r, c, v in
@@ -77,7 +79,7 @@ def test_held_out_ratings_and_requests_are_where_the_half_steps_look(spark):
         assert not (by_user.kind == TEST).any()
         seen = []
         for label, block in by_item.groupby("block"):
-            needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+            needs = needs_of(block)
             for n, r, c, v in block[block.kind == TEST][["n", "rows", "cols", "ratings"]] \
                     .itertuples(index=False):
                 rows, cols, vals = decode_positions(int(n), r, c, v)
@@ -90,7 +92,7 @@ def test_held_out_ratings_and_requests_are_where_the_half_steps_look(spark):
             held = asked.toPandas()
             held = held[held.kind == REQUEST]
             for label, block in copy.groupby("block"):
-                needs = decode_keys(block[block.kind == NEEDS]["rows"].iloc[0])
+                needs = needs_of(block)
                 mine = held[held.target == label]
                 wanted = np.sort(np.concatenate([decode_keys(r) for r in mine["rows"]]))
                 np.testing.assert_array_equal(wanted, needs)

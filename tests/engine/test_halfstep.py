@@ -20,21 +20,24 @@ def _rows(kind: int, **values) -> pd.DataFrame:
 def test_fixed_rows_land_where_the_needs_list_them_whenever_they_arrive():
     """A block's needs are its training columns (sorted), then the columns only its
     held-out ratings reference (sorted): not one sorted list.  Every needed row gets its
-    factors and bias whether its chunk arrives before or after the NEEDS row; rows the
-    block does not need are dropped, and a needed row no chunk holds stays unknown."""
+    factors and bias whether its chunk arrives before, between or after the NEEDS rows
+    (the needs in two rows, in any order); rows the block does not need are dropped, and a
+    needed row no chunk holds stays unknown."""
     rng = np.random.default_rng(0)
     keys = np.arange(0, 200, 2)  # the fixed side: even keys
     factors, bias = rng.standard_normal((len(keys), 3)), rng.standard_normal(len(keys))
     needs = np.r_[[4, 10, 50, 120], [2, 60, 198, 199]]  # train part, then held-out part
     chunk = lambda sel: _rows(FIXED, fixed=encode_factors(keys[sel], bias[sel],  # noqa: E731
                                                            factors[sel]))
-    for needs_first in (True, False):
+    halves = [_rows(NEEDS, chunk=k, n=len(needs), rows=encode_keys(part))
+              for k, part in enumerate((needs[:5], needs[5:]))]
+    for order in ("before", "after", "around"):
         batches = [_rows(TRAIN, n=1), chunk(slice(0, 40))]
-        needs_row = _rows(NEEDS, n=4, rows=encode_keys(needs))
-        batches = ([needs_row] + batches if needs_first else batches + [needs_row]) \
+        batches = {"before": halves[::-1] + batches, "after": batches + halves,
+                   "around": halves[1:] + batches + halves[:1]}[order] \
             + [pd.concat([chunk(slice(40, 80)), chunk(slice(80, 100))])]
         rows, fixed = read_block(iter(batches), rank=3)
-        assert sorted(rows["kind"]) == [TRAIN, NEEDS] and "fixed" not in rows
+        assert sorted(rows["kind"]) == [TRAIN, NEEDS, NEEDS] and "fixed" not in rows
         np.testing.assert_array_equal(fixed.needs, needs)
         assert fixed.known.tolist() == [True] * 7 + [False]  # 199 is odd: nowhere
         at = needs[:7] // 2
