@@ -46,7 +46,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -167,9 +170,6 @@ def floor_child(args: argparse.Namespace) -> None:
     half-step's Python worker loads) and counts its rows batch by batch; the counts are
     written to Parquet.  No factor is computed: what any job of this shape keeps resident,
     whatever its math."""
-    from collections.abc import Iterator
-
-    import pandas as pd
     from pyspark.sql import functions as F
 
     from mfspark.app.session import get_session
