@@ -20,9 +20,11 @@ when given):
   (``mfspark.data.split``), ``pyspark.ml.recommendation.ALS(rank=K, maxIter=N).fit``, the
   test RMSE and ``model.save``.
 
-With ``--floor``, a third process follows: the design's floor, the same read and split, then
-grouped pandas UDFs over both sides' blocks that load the solver's libraries and only count
-rows (no factor): what any job of this shape keeps resident, whatever its math.
+With ``--float32``, mfspark's job runs a second time, with float32 factors between
+half-steps (``--factor-dtype float32``). With ``--floor``, a last process follows: the
+design's floor, the same read and split, then grouped pandas UDFs over both sides' blocks
+that load the solver's libraries and only count rows (no factor): what any job of this shape
+keeps resident, whatever its math.
 
 For each it prints the exit code, the wall time, the peak resident memory of the whole
 process tree and of its largest processes (the JVM, the Python driver, the largest Python
@@ -216,6 +218,9 @@ def main() -> None:
     p.add_argument("--floor", action="store_true",
                    help="also run the design's floor: the same read and split, then grouped "
                         "pandas UDFs that load the solver's libraries and only count rows")
+    p.add_argument("--float32", action="store_true",
+                   help="also run mfspark's job with float32 factors between half-steps "
+                        "(jobs/train.py --factor-dtype float32)")
     p.add_argument("--mllib", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--floor-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -252,15 +257,21 @@ def compare_jobs(args: argparse.Namespace, data: str, rank: int) -> dict[str, di
     """Both whole jobs on ``data`` at ``rank``, one after the other, and their ratios."""
     python = sys.executable
     out = f"{args.out}/{Path(data).name}"
+
+    def mfspark(name: str, *options: str) -> list[str]:
+        return [python, "jobs/train.py", "--ratings", data, "--format", "parquet",
+                "--rank", str(rank), "--iterations", str(args.iterations),
+                "--seed", str(args.seed), "--master", "local[2]",
+                "--out", f"{out}/{name}", "--overwrite", *options]
+
     systems = {
-        "mfspark": [python, "jobs/train.py", "--ratings", data, "--format", "parquet",
-                    "--rank", str(rank), "--iterations", str(args.iterations),
-                    "--seed", str(args.seed), "--master", "local[2]",
-                    "--out", f"{out}/mfspark", "--overwrite"],
+        "mfspark": mfspark("mfspark"),
         "mllib": [python, __file__, "--mllib", "--data", data, "--out", out,
                   "--rank", str(rank), "--iterations", str(args.iterations),
                   "--seed", str(args.seed)],
     }
+    if args.float32:
+        systems["mfspark-float32"] = mfspark("mfspark-float32", "--factor-dtype", "float32")
     if args.floor:
         systems["floor"] = [python, __file__, "--floor-child", "--data", data, "--out", out,
                             "--seed", str(args.seed)]
@@ -273,7 +284,7 @@ def compare_jobs(args: argparse.Namespace, data: str, rank: int) -> dict[str, di
         log = Path(out) / f"{name}-rank-{rank}.log"
         results[name] = r = measured(command, log, env)
         r["rmse"] = test_rmse(log)
-        print(f"rank {rank:3d} {name:8s} exit {r['exit']}  {r['seconds']:7.1f} s  peak RSS "
+        print(f"rank {rank:3d} {name:15s} exit {r['exit']}  {r['seconds']:7.1f} s  peak RSS "
               f"{r['peak_rss_mb']:7.0f} MiB (JVM {r['peak_jvm_mb']:.0f}, Python driver "
               f"{r['peak_driver_mb']:.0f}, largest Python worker {r['peak_worker_mb']:.0f}), "
               f"PSS {r['peak_pss_mb']:.0f} MiB  test RMSE {r['rmse']}  (log: {log})",

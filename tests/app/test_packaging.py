@@ -71,9 +71,9 @@ def test_dockerfile_is_lean_and_cache_friendly():
         "make install and the image use the same pins"
 
 
-def test_dockerignore_keeps_secrets_and_environments_out():
+def test_dockerignore_keeps_secrets_environments_and_data_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for pattern in (".git", ".venv", "output", "*.secret"):
+    for pattern in (".git", ".venv", "output", "data", "*.secret"):
         assert pattern in ignored
 
 
